@@ -1,0 +1,217 @@
+"""Every message that crosses the wire between agent and server, defined once.
+
+Both sides import these models: the agent builds them, the server validates
+them. The wire form is the JSON-compatible dict from ``model_dump(mode="json")``,
+sent either as JSON or as msgpack compressed with zstd (see ``codec``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+PROTOCOL_VERSION = 1
+
+# One event may cover at most this long; longer spans are split by the agent.
+MAX_EVENT_DURATION_S = 7 * 24 * 3600.0
+MAX_BATCH_EVENTS = 5000
+# Clock skew tolerated between an agent and the server.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- event payloads -----------------------------------------------------------
+
+
+class FocusData(_Strict):
+    """The focused window: application (process name / WM_CLASS) and title."""
+
+    app: str = Field(max_length=256)
+    title: str = Field(default="", max_length=2048)
+
+
+class AfkData(_Strict):
+    status: Literal["afk", "active"]
+
+
+class HostData(_Strict):
+    """One host health sample. Fields the host cannot measure are None."""
+
+    cpu_percent: float = Field(ge=0, le=100)
+    mem_percent: float = Field(ge=0, le=100)
+    swap_percent: float | None = Field(default=None, ge=0, le=100)
+    disk_percent: float | None = Field(default=None, ge=0, le=100)
+    load1: float | None = Field(default=None, ge=0)
+    load5: float | None = Field(default=None, ge=0)
+    load15: float | None = Field(default=None, ge=0)
+    uptime_s: float | None = Field(default=None, ge=0)
+    temperature_c: float | None = None
+
+
+class HeartbeatData(_Strict):
+    agent_version: str = Field(default="", max_length=64)
+    spool_depth: int = Field(default=0, ge=0)
+    dropped: int = Field(default=0, ge=0)
+
+
+# --- events -------------------------------------------------------------------
+
+
+class _EventBase(_Strict):
+    id: UUID
+    start: AwareDatetime
+    duration: float = Field(ge=0, le=MAX_EVENT_DURATION_S)
+
+    @field_validator("start")
+    @classmethod
+    def _to_utc(cls, v: datetime) -> datetime:
+        return v.astimezone(UTC)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(seconds=self.duration)
+
+
+class FocusEvent(_EventBase):
+    kind: Literal["focus"] = "focus"
+    data: FocusData
+
+
+class AfkEvent(_EventBase):
+    kind: Literal["afk"] = "afk"
+    data: AfkData
+
+
+class HostEvent(_EventBase):
+    kind: Literal["host"] = "host"
+    data: HostData
+
+
+class HeartbeatEvent(_EventBase):
+    kind: Literal["heartbeat"] = "heartbeat"
+    data: HeartbeatData
+
+
+Event = Annotated[
+    FocusEvent | AfkEvent | HostEvent | HeartbeatEvent, Field(discriminator="kind")
+]
+EventKind = Literal["focus", "afk", "host", "heartbeat"]
+EVENT_KINDS: tuple[str, ...] = ("focus", "afk", "host", "heartbeat")
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class Batch(_Strict):
+    """A group of events sent together; ``batch_id`` makes a re-send harmless."""
+
+    v: int = PROTOCOL_VERSION
+    batch_id: UUID
+    events: list[Event] = Field(max_length=MAX_BATCH_EVENTS)
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != PROTOCOL_VERSION:
+            raise ValueError(f"unsupported protocol version {v}; this server speaks {PROTOCOL_VERSION}")
+        return v
+
+
+def future_events(batch: Batch, now: datetime) -> list[int]:
+    """Indexes of events that start further in the future than clock skew allows."""
+    limit = now + MAX_FUTURE_SKEW
+    return [i for i, e in enumerate(batch.events) if e.start > limit]
+
+
+class IngestResult(_Strict):
+    accepted: int = Field(ge=0)
+    duplicates: int = Field(ge=0)
+    updated: int = Field(default=0, ge=0)
+
+
+# --- enrollment and liveness --------------------------------------------------
+
+
+class NetworkInterface(_Strict):
+    name: str = Field(max_length=64)
+    addresses: list[str] = Field(default_factory=list, max_length=32)
+    mac: str | None = Field(default=None, max_length=64)
+
+
+class SystemIdentity(_Strict):
+    """What a machine says about itself when it enrolls."""
+
+    hardware_uuid: str = Field(min_length=1, max_length=128)
+    hostname: str = Field(min_length=1, max_length=255)
+    os_user: str = Field(default="", max_length=255)
+    os: str = Field(default="", max_length=255)
+    kernel: str = Field(default="", max_length=255)
+    cpu: str = Field(default="", max_length=255)
+    cpu_cores: int | None = Field(default=None, ge=0)
+    memory_bytes: int | None = Field(default=None, ge=0)
+    interfaces: list[NetworkInterface] = Field(default_factory=list, max_length=64)
+    email: str | None = Field(default=None, max_length=320)
+    agent_version: str = Field(default="", max_length=64)
+
+
+class EnrollRequest(SystemIdentity):
+    enroll_secret: str = Field(min_length=1, max_length=256)
+    org: str | None = Field(default=None, max_length=128)
+
+
+class EnrollResponse(_Strict):
+    device_id: int
+    token: str
+    org: str
+
+
+class HeartbeatRequest(_Strict):
+    agent_version: str = Field(default="", max_length=64)
+    spool_depth: int = Field(default=0, ge=0)
+    dropped: int = Field(default=0, ge=0)
+
+
+class HeartbeatResponse(_Strict):
+    device_id: int
+    server_time: datetime
+
+
+class ErrorBody(_Strict):
+    """Every 4xx/5xx answer from the server has this shape."""
+
+    error: str
+    detail: Any = None
+
+
+# --- WebSocket frames ---------------------------------------------------------
+# The agent opens /api/v1/agent/ws with its bearer token, then sends BatchFrames;
+# the server answers each with an AckFrame (or an ErrorFrame) carrying its seq.
+# An unacknowledged seq is re-sent after a reconnect; batch ids make it harmless.
+
+
+class BatchFrame(_Strict):
+    t: Literal["batch"] = "batch"
+    seq: int = Field(ge=0)
+    batch: Batch
+
+
+class AckFrame(_Strict):
+    t: Literal["ack"] = "ack"
+    seq: int = Field(ge=0)
+    result: IngestResult
+
+
+class ErrorFrame(_Strict):
+    t: Literal["error"] = "error"
+    seq: int | None = None
+    status: int
+    error: str
+    detail: Any = None
+
+
+ServerFrame = Annotated[AckFrame | ErrorFrame, Field(discriminator="t")]
+server_frame_adapter: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
