@@ -1,0 +1,64 @@
+"""The FastAPI application: routers, error handlers and background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from worklens import __version__
+from worklens.server import errors
+from worklens.server.api import agent_ws, devices, enroll, health, ingest, reports
+from worklens.server.services import Services
+from worklens.server.settings import ServerSettings
+from worklens.server.store import migrate
+from worklens.server.web import pages
+
+log = logging.getLogger(__name__)
+
+
+async def _refresh_rollups(services: Services) -> None:
+    """Keep rollups close to live so reports rarely have to catch up themselves."""
+    while True:
+        await asyncio.sleep(services.settings.rollup_interval_s)
+        try:
+            await run_in_threadpool(services.rollups.refresh)
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("rollup refresh failed")
+
+
+def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = True) -> FastAPI:
+    settings = settings or ServerSettings()
+    services = Services.create(settings)
+    if migrate_db:
+        migrate.upgrade(services.db)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_refresh_rollups(services))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            services.db.dispose()
+
+    app = FastAPI(
+        title="WorkLens",
+        version=__version__,
+        lifespan=lifespan,
+        debug=False,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.services = services
+    errors.install(app)
+    for module in (health, enroll, ingest, agent_ws, reports, devices, pages):
+        app.include_router(module.router)
+    return app

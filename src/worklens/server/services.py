@@ -1,0 +1,33 @@
+"""The long-lived objects one server process shares between requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worklens.server.hub import Hub
+from worklens.server.ratelimit import RateLimiter
+from worklens.server.settings import ServerSettings
+from worklens.server.store.db import Database
+from worklens.server.store.ingest import EventWriter
+from worklens.server.store.rollups import Rollups
+
+
+@dataclass
+class Services:
+    settings: ServerSettings
+    db: Database
+    writer: EventWriter
+    rollups: Rollups
+    limiter: RateLimiter
+    hub: Hub = field(default_factory=lambda: Hub())
+
+    @classmethod
+    def create(cls, settings: ServerSettings) -> Services:
+        db = Database(settings.database_url)
+        return cls(
+            settings=settings,
+            db=db,
+            writer=EventWriter(db),
+            rollups=Rollups(db),
+            limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
+        )

@@ -1,0 +1,211 @@
+"""Hourly and daily rollups of active time, refreshed from raw events.
+
+Ingest only marks the hours an event touched as dirty (cheap, inside the
+ingest transaction). ``refresh`` recomputes those hours from raw events with
+the same pure function reports use for partial hours, so rollups can never
+disagree with the raw data; late, re-sent and merged events are all just
+"this hour changed". Day rows are sums of their hour rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, literal, select, tuple_
+
+from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, device_buckets, load_data, spans
+from worklens.server.store.db import Database
+from worklens.server.store.schema import rollup_dirty, rollup_keys, rollups
+from worklens.timeline.intervals import active_spans, split_by_period
+
+HOUR_S = 3600
+DAY_S = 86400
+RES_HOUR = 0
+RES_DAY = 1
+DIMS = ("app", "title")
+
+
+def focus_keys(data: dict[str, Any]) -> dict[str, str]:
+    """The rollup key of a focus payload in each dimension."""
+    return {"app": str(data.get("app", "")), "title": str(data.get("title", ""))}
+
+
+class Rollups:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()
+        self._key_ids: dict[tuple[str, str], int] = {}
+        self._data: dict[int, dict[str, Any]] = {}
+
+    def pending(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(rollup_dirty)).scalar_one())
+
+    def refresh(
+        self,
+        device_ids: Sequence[int] | None = None,
+        start_s: int | None = None,
+        end_s: int | None = None,
+        limit: int = 20_000,
+    ) -> int:
+        """Recompute dirty hours (optionally only some devices and hours); returns how many."""
+        done = 0
+        while True:
+            with self.db.read() as conn:
+                q = select(rollup_dirty.c.device_id, rollup_dirty.c.hour_s, rollup_dirty.c.gen)
+                if device_ids is not None:
+                    q = q.where(rollup_dirty.c.device_id.in_(list(device_ids)))
+                if start_s is not None:
+                    q = q.where(rollup_dirty.c.hour_s >= start_s)
+                if end_s is not None:
+                    q = q.where(rollup_dirty.c.hour_s < end_s)
+                rows = conn.execute(
+                    q.order_by(rollup_dirty.c.device_id, rollup_dirty.c.hour_s).limit(limit)
+                ).all()
+            if not rows:
+                return done
+            for device_id, group in itertools.groupby(rows, key=lambda r: r.device_id):
+                marks = [(r.hour_s, r.gen) for r in group]
+                new_keys: dict[tuple[str, str], int] = {}
+                with self.db.write() as conn:
+                    self._recompute(conn, device_id, marks, new_keys)
+                with self._lock:
+                    self._key_ids.update(new_keys)
+                done += len(marks)
+            if len(rows) < limit:
+                return done
+
+    def _recompute(
+        self,
+        conn: Connection,
+        device_id: int,
+        marks: list[tuple[int, int]],
+        new_keys: dict[tuple[str, str], int],
+    ) -> None:
+        refs = device_buckets(conn, device_id)
+        focus_refs = [r for r in refs if r.type == FOCUS_TYPE]
+        afk_refs = [r for r in refs if r.type == AFK_TYPE]
+        hours = [h for h, _ in marks]
+        totals: dict[tuple[int, int], int] = {}  # (hour_s, key_id) -> ms
+        for run_start, run_end in _runs(hours):
+            start_ms, end_ms = run_start * 1000, run_end * 1000
+            focus = spans(conn, focus_refs, start_ms, end_ms)
+            afk = spans(conn, afk_refs, start_ms, end_ms)
+            data = self.data(conn, {d for *_, d in focus} | {d for *_, d in afk})
+            afk_status = [(s, e, str(data[d].get("status"))) for s, e, d in afk]
+            active = active_spans(focus, afk_status, start_ms, end_ms)
+            for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
+                for dim, value in focus_keys(data[data_id]).items():
+                    key = (period_ms // 1000, self._key_id(conn, dim, value, new_keys))
+                    totals[key] = totals.get(key, 0) + ms
+
+        hour_list = sorted(hours)
+        for chunk in _chunks(hour_list, 500):
+            conn.execute(
+                delete(rollups).where(
+                    rollups.c.res == RES_HOUR,
+                    rollups.c.device_id == device_id,
+                    rollups.c.period_s.in_(chunk),
+                )
+            )
+        if totals:
+            conn.execute(
+                rollups.insert(),
+                [
+                    {"res": RES_HOUR, "period_s": h, "device_id": device_id, "key_id": k, "active_ms": ms}
+                    for (h, k), ms in totals.items()
+                ],
+            )
+        days = sorted({h - h % DAY_S for h in hours})
+        for chunk in _chunks(days, 500):
+            conn.execute(
+                delete(rollups).where(
+                    rollups.c.res == RES_DAY,
+                    rollups.c.device_id == device_id,
+                    rollups.c.period_s.in_(chunk),
+                )
+            )
+        for day in days:
+            day_sum = (
+                select(
+                    literal(RES_DAY).label("res"),
+                    literal(day).label("period_s"),
+                    rollups.c.device_id,
+                    rollups.c.key_id,
+                    func.sum(rollups.c.active_ms).label("active_ms"),
+                )
+                .where(
+                    rollups.c.res == RES_HOUR,
+                    rollups.c.device_id == device_id,
+                    rollups.c.period_s >= day,
+                    rollups.c.period_s < day + DAY_S,
+                )
+                .group_by(rollups.c.device_id, rollups.c.key_id)
+            )
+            conn.execute(
+                rollups.insert().from_select(
+                    ["res", "period_s", "device_id", "key_id", "active_ms"], day_sum
+                )
+            )
+        # Only clear marks nobody re-set while we worked (gen unchanged).
+        for chunk in _chunks(marks, 400):
+            conn.execute(
+                delete(rollup_dirty).where(
+                    rollup_dirty.c.device_id == device_id,
+                    tuple_(rollup_dirty.c.hour_s, rollup_dirty.c.gen).in_(chunk),
+                )
+            )
+
+    def _key_id(
+        self, conn: Connection, dim: str, value: str, new_keys: dict[tuple[str, str], int]
+    ) -> int:
+        """Get or create a key's id. New ids join the shared cache only after
+        commit, so a rolled-back transaction leaves no dangling id behind."""
+        cached = self._key_ids.get((dim, value)) or new_keys.get((dim, value))
+        if cached is not None:
+            return cached
+        self.db.insert_ignore(conn, rollup_keys, [{"dim": dim, "value": value}])
+        kid = int(
+            conn.execute(
+                select(rollup_keys.c.id).where(
+                    and_(rollup_keys.c.dim == dim, rollup_keys.c.value == value)
+                )
+            ).scalar_one()
+        )
+        new_keys[(dim, value)] = kid
+        return kid
+
+    def key_values(self, conn: Connection, ids: set[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for chunk in _chunks(sorted(ids), 500):
+            for row in conn.execute(
+                select(rollup_keys.c.id, rollup_keys.c.value).where(rollup_keys.c.id.in_(chunk))
+            ):
+                out[row.id] = row.value
+        return out
+
+    def data(self, conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
+        """Payloads by id, through a bounded cache shared by reports and refreshes."""
+        with self._lock:
+            if len(self._data) > 200_000:
+                self._data.clear()
+            load_data(conn, ids, self._data)
+            return {i: self._data[i] for i in ids}
+
+
+def _runs(hours: Iterable[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of hour starts, as [start, end) in seconds."""
+    runs: list[tuple[int, int]] = []
+    for h in sorted(hours):
+        if runs and runs[-1][1] == h:
+            runs[-1] = (runs[-1][0], h + HOUR_S)
+        else:
+            runs.append((h, h + HOUR_S))
+    return runs
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

@@ -1,0 +1,179 @@
+"""The database schema, in one place, for SQLite and PostgreSQL alike.
+
+Alembic migrations (``server/migrations``) create exactly this; a test compares
+the migrated database with this metadata.
+
+Events are stored compactly because there are many of them: a per-bucket time
+ordered primary key (no separate rowid on SQLite), integer milliseconds, and the
+event payload deduplicated into ``event_data`` (a focus stream repeats the same
+few app/title pairs all day).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite's INTEGER PRIMARY KEY is the rowid; PostgreSQL wants BIGINT identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("enroll_secret_hash", String(64), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("name", String(128), nullable=False, server_default=""),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False),
+    Column("hardware_uuid", String(128), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("os_user", String(255), nullable=False, server_default=""),
+    Column("os", String(255), nullable=False, server_default=""),
+    Column("kernel", String(255), nullable=False, server_default=""),
+    Column("email", String(320)),
+    Column("identity", Text, nullable=False, server_default="{}"),  # full SystemIdentity JSON
+    Column("token_hash", String(64), unique=True),  # NULL once revoked
+    Column("blocked", Boolean, nullable=False, server_default="0"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_seen_ms", BigInteger),
+    Column("agent_version", String(64), nullable=False, server_default=""),
+    Column("spool_depth", Integer, nullable=False, server_default="0"),
+    Column("dropped", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("org_id", "hardware_uuid"),
+)
+
+# A bucket is one stream of events from one source on one device, as in ActivityWatch.
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("client", String(128), nullable=False, server_default=""),
+    Column("created_ms", BigInteger, nullable=False),
+    # Longest event ever stored here: bounds how far back an overlap search must look.
+    Column("max_duration_ms", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("device_id", "name"),
+)
+
+event_data = Table(
+    "event_data",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("hash", LargeBinary(16), nullable=False, unique=True),
+    Column("data", Text, nullable=False),  # canonical JSON
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("bucket_id", ForeignKey("buckets.id", ondelete="CASCADE"), primary_key=True),
+    Column("start_ms", BigInteger, primary_key=True),
+    Column("uid", LargeBinary(16), primary_key=True),  # the client's event id
+    Column("duration_ms", BigInteger, nullable=False),
+    Column("data_id", ForeignKey("event_data.id"), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+host_samples = Table(
+    "host_samples",
+    metadata,
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("ts_ms", BigInteger, primary_key=True),
+    Column("cpu_percent", Float, nullable=False),
+    Column("mem_percent", Float, nullable=False),
+    Column("swap_percent", Float),
+    Column("disk_percent", Float),
+    Column("load1", Float),
+    Column("load5", Float),
+    Column("load15", Float),
+    Column("uptime_s", Float),
+    Column("temperature_c", Float),
+    sqlite_with_rowid=False,
+)
+
+ingest_batches = Table(
+    "ingest_batches",
+    metadata,
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("batch_id", LargeBinary(16), primary_key=True),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("duplicates", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Rollups: active seconds per device, period and key, so long-range reports
+# never scan raw events. res 0 = hour, 1 = UTC day.
+rollup_keys = Table(
+    "rollup_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dim", String(16), nullable=False),
+    Column("value", Text, nullable=False),
+    UniqueConstraint("dim", "value"),
+)
+
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("res", SmallInteger, primary_key=True),
+    Column("period_s", BigInteger, primary_key=True),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("key_id", ForeignKey("rollup_keys.id"), primary_key=True),
+    Column("active_ms", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index("ix_rollups_device", rollups.c.device_id, rollups.c.res, rollups.c.period_s)
+
+# Hours whose rollups must be recomputed; gen detects a re-mark during a refresh.
+rollup_dirty = Table(
+    "rollup_dirty",
+    metadata,
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("hour_s", BigInteger, primary_key=True),
+    Column("gen", Integer, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,
+)

@@ -1,0 +1,1 @@
+"""Pure time arithmetic on events, shared by agent and server (no I/O here)."""
