@@ -33,7 +33,9 @@ def bearer(authorization: str | None) -> str:
         raise ApiError(401, "missing Authorization header", headers={"WWW-Authenticate": "Bearer"})
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "Authorization must be 'Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "Authorization must be 'Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+        )
     return token.strip()
 
 
@@ -42,12 +44,16 @@ def check_device(services: Services, token: str) -> DeviceAuth:
     with services.db.read() as conn:
         device = devices_store.authenticate(conn, token)
     if device is None:
-        raise ApiError(401, "invalid or revoked device token", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "invalid or revoked device token", headers={"WWW-Authenticate": "Bearer"}
+        )
     if device.blocked:
         raise ApiError(403, f"device {device.id} is blocked")
     wait = services.limiter.take(f"d{device.id}")
     if wait:
-        raise ApiError(429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))})
+        raise ApiError(
+            429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))}
+        )
     return device
 
 
@@ -63,7 +69,9 @@ def check_token(services: Services, token: str) -> TokenAuth:
         raise ApiError(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
     wait = services.limiter.take(f"t{auth.token_id}")
     if wait:
-        raise ApiError(429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))})
+        raise ApiError(
+            429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))}
+        )
     return auth
 
 

@@ -13,6 +13,7 @@ inside that event, which is what lets rollups be refreshed locally.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Hashable, Iterable, Sequence
 from typing import TypeVar
 
@@ -36,7 +37,7 @@ def flatten(spans: Iterable[tuple[int, int, V]]) -> list[tuple[int, int, V]]:
     heap: list[tuple[int, int, int, V]] = []  # (-start, -index, end, value)
     out: list[tuple[int, int, V]] = []
     j = 0
-    for p, q in zip(points, points[1:], strict=False):
+    for p, q in itertools.pairwise(points):
         while j < len(items) and items[j][0] <= p:
             s, e, i, v = items[j]
             heapq.heappush(heap, (-s, -i, e, v))
@@ -112,9 +113,7 @@ def active_spans(
     return intersect(clip(flatten(focus), start, end), present)
 
 
-def split_by_period(
-    spans: Iterable[tuple[int, int, V]], period: int
-) -> dict[tuple[int, V], int]:
+def split_by_period(spans: Iterable[tuple[int, int, V]], period: int) -> dict[tuple[int, V], int]:
     """Total length per (period start, value), cutting spans at multiples of ``period``."""
     totals: dict[tuple[int, V], int] = {}
     for s, e, v in spans:

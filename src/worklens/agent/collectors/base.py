@@ -25,14 +25,14 @@ class Collector(ABC, Generic[T]):
     #: Short stable name used in config, logs and the status API.
     name: ClassVar[str]
 
-    def open(self) -> None:  # noqa: B027 - optional hook
+    def open(self) -> None:
         """Acquire resources; raise CollectorUnavailable if this source is absent."""
 
     @abstractmethod
     def poll(self) -> T:
         """Read the source once. Must be quick: it runs on the collector's thread."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release resources. Safe to call more than once."""
 
 

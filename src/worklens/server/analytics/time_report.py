@@ -64,7 +64,7 @@ def validate(group_by: str, start_ms: int, end_ms: int) -> GroupBy:
         raise ReportError("start must be before end")
     if end_ms - start_ms > MAX_RANGE_DAYS * DAY_S * 1000:
         raise ReportError(f"range is longer than the maximum of {MAX_RANGE_DAYS} days")
-    return group_by  # type: ignore[return-value]
+    return group_by
 
 
 def time_report(

@@ -10,6 +10,7 @@ event ids make that harmless).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -37,7 +38,7 @@ async def _send(ws: WebSocket, frame: AckFrame | ErrorFrame, binary: bool) -> No
         await ws.send_text(codec.to_json(obj).decode())
 
 
-def _decode(services: Services, message: dict[str, Any]) -> tuple[Any, bool]:
+def _decode(services: Services, message: Mapping[str, Any]) -> tuple[Any, bool]:
     limit = services.settings.max_body_bytes
     if message.get("bytes") is not None:
         return codec.unpack(message["bytes"], limit), True
@@ -79,9 +80,17 @@ async def agent_socket(ws: WebSocket) -> None:
                 await _send(ws, AckFrame(seq=seq, result=result), binary)
             except (codec.DecodeError, ValidationError) as exc:
                 err = error_for(exc)
-                await _send(ws, ErrorFrame(seq=seq, status=err.status, error=err.error, detail=err.detail), binary)
+                await _send(
+                    ws,
+                    ErrorFrame(seq=seq, status=err.status, error=err.error, detail=err.detail),
+                    binary,
+                )
             except ApiError as exc:
-                await _send(ws, ErrorFrame(seq=seq, status=exc.status, error=exc.error, detail=exc.detail), binary)
+                await _send(
+                    ws,
+                    ErrorFrame(seq=seq, status=exc.status, error=exc.error, detail=exc.detail),
+                    binary,
+                )
                 if exc.status in (401, 403):
                     await ws.close(code=POLICY_VIOLATION, reason=exc.error[:120])
                     return

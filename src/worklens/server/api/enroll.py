@@ -19,16 +19,16 @@ async def enroll(req: EnrollRequest, services: ServicesDep) -> EnrollResponse:
     """Register a machine; the token in the answer is shown only this once."""
     wait = services.limiter.take("enroll")
     if wait:
-        raise ApiError(429, "too many enrollments", headers={"Retry-After": str(max(1, round(wait)))})
+        raise ApiError(
+            429, "too many enrollments", headers={"Retry-After": str(max(1, round(wait)))}
+        )
 
     def work() -> EnrollResponse:
         with services.db.write() as conn:
             org = orgs_store.org_by_enroll_secret(conn, req.enroll_secret)
             if org is None or (req.org is not None and req.org != org.name):
                 raise ApiError(401, "invalid enrollment secret")
-            ident = SystemIdentity.model_validate(
-                req.model_dump(exclude={"enroll_secret", "org"})
-            )
+            ident = SystemIdentity.model_validate(req.model_dump(exclude={"enroll_secret", "org"}))
             try:
                 device_id, token = devices_store.enroll(conn, org, ident, now_ms())
             except devices_store.DeviceBlocked as exc:

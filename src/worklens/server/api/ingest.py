@@ -59,7 +59,10 @@ def accept_batch(services: Services, device: DeviceAuth, obj: Any) -> IngestResu
         raise ApiError(
             422,
             "events start in the future (check the device clock)",
-            [{"loc": ["events", i, "start"], "msg": "more than 5 minutes ahead"} for i in late[:50]],
+            [
+                {"loc": ["events", i, "start"], "msg": "more than 5 minutes ahead"}
+                for i in late[:50]
+            ],
         )
     return services.writer.ingest(device, batch, now_ms())
 

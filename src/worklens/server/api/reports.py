@@ -44,7 +44,14 @@ async def report_time(
     end_ms = round(end.timestamp() * 1000)
     try:
         rows = await run_in_threadpool(
-            time_report, services.db, services.rollups, user.org_id, group_by, start_ms, end_ms, device
+            time_report,
+            services.db,
+            services.rollups,
+            user.org_id,
+            group_by,
+            start_ms,
+            end_ms,
+            device,
         )
     except ReportError as exc:
         raise ApiError(400, str(exc)) from exc

@@ -67,7 +67,10 @@ def authenticate(conn: Connection, token: str) -> DeviceAuth | None:
     digest = hash_secret(token)
     row = conn.execute(
         select(
-            devices.c.id, devices.c.org_id, devices.c.hostname, devices.c.blocked,
+            devices.c.id,
+            devices.c.org_id,
+            devices.c.hostname,
+            devices.c.blocked,
             devices.c.token_hash,
         ).where(devices.c.token_hash == digest)
     ).first()
@@ -86,7 +89,9 @@ def touch(
     dropped: int | None = None,
 ) -> None:
     """Record that the device was heard from (last-seen never moves backwards)."""
-    values: dict[str, Any] = {"last_seen_ms": func.max(func.coalesce(devices.c.last_seen_ms, 0), now_ms)}
+    values: dict[str, Any] = {
+        "last_seen_ms": func.max(func.coalesce(devices.c.last_seen_ms, 0), now_ms)
+    }
     if conn.dialect.name == "postgresql":
         values["last_seen_ms"] = func.greatest(func.coalesce(devices.c.last_seen_ms, 0), now_ms)
     if agent_version:
@@ -119,9 +124,15 @@ def set_blocked(conn: Connection, org_id: int, device_id: int, blocked: bool) ->
 def list_devices(conn: Connection, org_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(
-            devices.c.id, devices.c.hostname, devices.c.os_user, devices.c.os,
-            devices.c.last_seen_ms, devices.c.blocked, devices.c.agent_version,
-            devices.c.spool_depth, devices.c.dropped,
+            devices.c.id,
+            devices.c.hostname,
+            devices.c.os_user,
+            devices.c.os,
+            devices.c.last_seen_ms,
+            devices.c.blocked,
+            devices.c.agent_version,
+            devices.c.spool_depth,
+            devices.c.dropped,
             (devices.c.token_hash.is_not(None)).label("enrolled"),
         )
         .where(devices.c.org_id == org_id)

@@ -128,7 +128,9 @@ class EventWriter:
         for kind, evs in streams.items():
             bucket_id = self._bucket(conn, device, kind, now_ms, new_buckets)
             data_ids = self._data_ids_for(conn, [e.data for e in evs], new_data)
-            a, d, u = self._store_stream(conn, device.id, kind, bucket_id, evs, data_ids, dirty, new_buckets)
+            a, d, u = self._store_stream(
+                conn, device.id, kind, bucket_id, evs, data_ids, dirty, new_buckets
+            )
             accepted, duplicates, updated = accepted + a, duplicates + d, updated + u
         if hosts:
             a, d = self._store_hosts(conn, device.id, hosts)
@@ -160,12 +162,20 @@ class EventWriter:
         cached = new_buckets.get(key) or self._buckets.get(key)
         if cached is not None:
             return cached[0]
-        prefix, btype = KIND_BUCKETS[kind]
+        btype = KIND_BUCKETS[kind][1]
         name = bucket_name(kind, device.hostname)
         self.db.insert_ignore(
             conn,
             buckets,
-            [{"device_id": device.id, "name": name, "type": btype, "client": "worklens-agent", "created_ms": now_ms}],
+            [
+                {
+                    "device_id": device.id,
+                    "name": name,
+                    "type": btype,
+                    "client": "worklens-agent",
+                    "created_ms": now_ms,
+                }
+            ],
         )
         row = conn.execute(
             select(buckets.c.id, buckets.c.max_duration_ms).where(
@@ -253,9 +263,7 @@ class EventWriter:
                 dirty.update(hours_between(r["start_ms"], r["start_ms"] + r["duration_ms"]))
             elif r["duration_ms"] > old:
                 longer.append(r)
-                dirty.update(
-                    hours_between(r["start_ms"] + old, r["start_ms"] + r["duration_ms"])
-                )
+                dirty.update(hours_between(r["start_ms"] + old, r["start_ms"] + r["duration_ms"]))
             else:
                 duplicates += 1
         if fresh:
@@ -298,7 +306,7 @@ class EventWriter:
         for e in hosts:
             ts = round(e.start.timestamp() * 1000)
             rows[ts] = {"device_id": device_id, "ts_ms": ts, **e.data.model_dump()}
-        existing = set()
+        existing: set[int] = set()
         stamps = list(rows)
         for start in range(0, len(stamps), 500):
             existing.update(
@@ -322,4 +330,3 @@ class EventWriter:
             set_={"gen": rollup_dirty.c.gen + 1},
         )
         conn.execute(stmt, [{"device_id": device_id, "hour_s": h, "gen": 0} for h in sorted(hours)])
-

@@ -114,7 +114,13 @@ class Rollups:
             conn.execute(
                 rollups.insert(),
                 [
-                    {"res": RES_HOUR, "period_s": h, "device_id": device_id, "key_id": k, "active_ms": ms}
+                    {
+                        "res": RES_HOUR,
+                        "period_s": h,
+                        "device_id": device_id,
+                        "key_id": k,
+                        "active_ms": ms,
+                    }
                     for (h, k), ms in totals.items()
                 ],
             )

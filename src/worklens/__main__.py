@@ -1,0 +1,3 @@
+from worklens.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The device token: obtained once by enrolling, kept on disk with mode 0600."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from worklens import __version__
+from worklens.agent.identity import system_identity
+from worklens.protocol.messages import EnrollRequest, EnrollResponse
+
+
+class EnrollmentError(RuntimeError):
+    """Enrollment failed; the message says why (wrong secret, server unreachable, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    server: str
+    device_id: int
+    token: str
+
+
+def load_token(path: Path, server: str) -> Credentials | None:
+    """The saved token, if there is one for this server."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # unreadable or corrupt: enroll again
+    if data.get("server") != server or not isinstance(data.get("token"), str):
+        return None
+    return Credentials(server, int(data["device_id"]), data["token"])
+
+
+def save_token(path: Path, creds: Credentials) -> None:
+    """Write atomically, created 0600 from the start so the token is never world-readable."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"server": creds.server, "device_id": creds.device_id, "token": creds.token}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def forget_token(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def enroll(server: str, secret: str, client: httpx.Client | None = None) -> Credentials:
+    ident = system_identity(__version__)
+    req = EnrollRequest(enroll_secret=secret, **ident.model_dump())
+    own = client is None
+    http = client or httpx.Client(timeout=15)
+    try:
+        r = http.post(f"{server}/api/v1/enroll", json=req.model_dump(mode="json"))
+    except httpx.HTTPError as exc:
+        raise EnrollmentError(f"cannot reach {server}: {exc}") from exc
+    finally:
+        if own:
+            http.close()
+    if r.status_code != 201:
+        try:
+            reason = r.json().get("error", r.text)
+        except ValueError:
+            reason = r.text[:200]
+        raise EnrollmentError(f"enrollment refused by {server} ({r.status_code}): {reason}")
+    resp = EnrollResponse.model_validate(r.json())
+    return Credentials(server, resp.device_id, resp.token)

@@ -1,0 +1,320 @@
+"""The agent process: collector threads feed the spool, one sender drains it.
+
+Threads: one per periodic job (activity = focus + idle, host health) and the
+sender. A collector that cannot run is logged once and left out; one that
+fails while polling is logged and polled again next time. Nothing waits on
+the network except the sender, so an outage only grows the spool.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from worklens import __version__
+from worklens.agent import enrollment
+from worklens.agent.collectors.base import Collector, CollectorUnavailable, FocusSample
+from worklens.agent.config import AgentConfig
+from worklens.agent.enrollment import Credentials, EnrollmentError
+from worklens.agent.spool import Spool, SpoolItem
+from worklens.agent.tracker import ActivityTracker
+from worklens.agent.transport import Transport, TransportError, make_transport
+from worklens.protocol.messages import (
+    PROTOCOL_VERSION,
+    Event,
+    FocusData,
+    HeartbeatData,
+    HeartbeatEvent,
+    HostData,
+    HostEvent,
+)
+
+log = logging.getLogger("worklens.agent")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_collectors(names: Sequence[str]) -> dict[str, Collector[Any]]:
+    """The collectors for this platform, imported lazily so a missing optional
+    library only disables its own collector."""
+    out: dict[str, Collector[Any]] = {}
+    if "focus" in names:
+        from worklens.agent.collectors.focus_x11 import FocusX11Collector
+
+        out["focus"] = FocusX11Collector()
+    if "idle" in names:
+        from worklens.agent.collectors.idle_x11 import IdleX11Collector
+
+        out["idle"] = IdleX11Collector()
+    if "host" in names:
+        from worklens.agent.collectors.host import HostCollector
+
+        out["host"] = HostCollector()
+    return out
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        collectors: dict[str, Collector[Any]] | None = None,
+        transport_factory: Callable[[str, str, str], Transport] = make_transport,
+    ) -> None:
+        self.config = config
+        self.spool = Spool(
+            config.spool_path, max_items=config.spool_max_items, max_attempts=config.max_attempts
+        )
+        self.collectors = (
+            collectors if collectors is not None else default_collectors(config.collectors)
+        )
+        self.tracker = ActivityTracker(config.idle_threshold_s, config.pulsetime_s)
+        self._tracker_lock = threading.Lock()
+        self._transport_factory = transport_factory
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.active: dict[str, Collector[Any]] = {}
+        self.unavailable: dict[str, str] = {}
+        self.last_send_ok: datetime | None = None
+        self.creds: Credentials | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, collector in self.collectors.items():
+            try:
+                collector.open()
+                self.active[name] = collector
+            except CollectorUnavailable as exc:
+                self.unavailable[name] = str(exc)
+                log.warning("collector %s unavailable: %s", name, exc)
+        if "focus" in self.active or "idle" in self.active:
+            self._spawn("activity", self.config.poll_interval_s, self._activity_tick)
+        if "host" in self.active:
+            self._spawn("host", self.config.host_interval_s, self._host_tick)
+        sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
+        sender.start()
+        self._threads.append(sender)
+        log.info(
+            "agent %s started: collectors %s, server %s",
+            __version__,
+            ", ".join(self.active) or "none",
+            self.config.server,
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; then close events, try a last send, exit."""
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not self._stop.wait(1.0):
+            pass
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=self.config.shutdown_grace_s + 5)
+        with self._tracker_lock:
+            closing = self.tracker.close(utcnow())
+        self._put(closing)
+        self._final_flush()
+        for collector in self.active.values():
+            collector.close()
+        stats = self.spool.stats()
+        log.info("agent stopped; %d event(s) stay queued for the next start", stats.depth)
+        self.spool.close()
+
+    def _spawn(self, name: str, interval: float, tick: Callable[[], None]) -> None:
+        def loop() -> None:
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                try:
+                    tick()
+                except Exception:  # a failing poll must not end the thread
+                    log.exception("%s: poll failed", name)
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay < 0:  # fell behind (suspend, slow poll): don't burst to catch up
+                    next_at, delay = time.monotonic(), 0
+                self._stop.wait(delay)
+
+        t = threading.Thread(target=loop, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # --- collection ------------------------------------------------------------
+
+    def _activity_tick(self) -> None:
+        events: list[Event] = []
+        focus = self.active.get("focus")
+        idle = self.active.get("idle")
+        sample: FocusSample | None = focus.poll() if focus else None
+        idle_s: float | None = idle.poll() if idle else None
+        now = utcnow()
+        with self._tracker_lock:
+            if focus is not None:
+                data = (
+                    FocusData(app=sample.app[:256], title=sample.title[:2048]) if sample else None
+                )
+                events.extend(self.tracker.focus(now, data))
+            if idle_s is not None:
+                events.extend(self.tracker.idle(now, idle_s))
+        self._put(events)
+
+    def _host_tick(self) -> None:
+        data: HostData = self.active["host"].poll()
+        self._put([HostEvent(id=uuid.uuid4(), start=utcnow(), duration=0.0, data=data)])
+
+    def _put(self, events: Sequence[Event]) -> None:
+        if events:
+            self.spool.put_many((str(e.id), e.model_dump(mode="json")) for e in events)
+
+    # --- sending ---------------------------------------------------------------
+
+    def _credentials(self) -> Credentials:
+        if self.creds is None:
+            self.creds = enrollment.load_token(self.config.token_path, self.config.server)
+        if self.creds is None:
+            if not self.config.enroll_secret:
+                raise EnrollmentError(
+                    "not enrolled and no enroll secret: pass --enroll-secret or set "
+                    "WORKLENS_AGENT_ENROLL_SECRET"
+                )
+            self.creds = enrollment.enroll(self.config.server, self.config.enroll_secret)
+            enrollment.save_token(self.config.token_path, self.creds)
+            log.info("enrolled as device %d", self.creds.device_id)
+        return self.creds
+
+    def _send_loop(self) -> None:
+        transport: Transport | None = None
+        retry = 0
+        last_beat = 0.0
+        while not self._stop.is_set():
+            try:
+                if transport is None:
+                    creds = self._credentials()
+                    transport = self._transport_factory(
+                        self.config.transport, creds.server, creds.token
+                    )
+                sent = self._send_some(transport)
+                if time.monotonic() - last_beat >= self.config.heartbeat_interval_s:
+                    self._send_heartbeat(transport)
+                    last_beat = time.monotonic()
+                retry = 0
+                if not sent:
+                    ready = self.spool.next_ready_in()
+                    wait = (
+                        self.config.send_interval_s
+                        if ready is None
+                        else max(ready, self.config.send_interval_s)
+                    )
+                    self._wake.wait(min(wait, self.config.heartbeat_interval_s))
+                    self._wake.clear()
+            except (TransportError, EnrollmentError) as exc:
+                if isinstance(exc, TransportError) and exc.unauthorized:
+                    log.warning("server refused our token (%s): enrolling again", exc)
+                    enrollment.forget_token(self.config.token_path)
+                    self.creds = None
+                if transport is not None:
+                    transport.close()
+                    transport = None
+                retry += 1
+                delay = min(60.0, 2.0 ** min(retry, 6)) * random.uniform(0.5, 1.0)
+                log.warning("send failed (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+        if transport is not None:
+            transport.close()
+
+    def _send_some(self, transport: Transport, deadline: float | None = None) -> int:
+        """Send ready spool items until none are ready; returns how many were delivered."""
+        total = 0
+        while not self._stop.is_set() or deadline is not None:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            items = self.spool.lease(self.config.batch_size)
+            if not items:
+                break
+            total += self._deliver(transport, items)
+        return total
+
+    def _deliver(self, transport: Transport, items: list[SpoolItem]) -> int:
+        """Send items; a batch the server rejects is split until the bad event is
+        alone, so one poisoned event cannot hold back the good ones."""
+        batch = {
+            "v": PROTOCOL_VERSION,
+            "batch_id": str(uuid.uuid4()),
+            "events": [i.payload for i in items],
+        }
+        try:
+            transport.send(batch)
+        except TransportError as exc:
+            if not exc.rejected:
+                self.spool.release(items)
+                raise
+            if len(items) == 1:
+                log.error("server rejected event %s: %s", items[0].key, exc)
+                self.spool.fail(items, str(exc))
+                return 0
+            half = len(items) // 2
+            return self._deliver(transport, items[:half]) + self._deliver(transport, items[half:])
+        self.spool.ack(items)
+        self.last_send_ok = utcnow()
+        return len(items)
+
+    def _send_heartbeat(self, transport: Transport) -> None:
+        stats = self.spool.stats()
+        beat = HeartbeatEvent(
+            id=uuid.uuid4(),
+            start=utcnow(),
+            duration=0.0,
+            data=HeartbeatData(
+                agent_version=__version__, spool_depth=stats.depth, dropped=stats.dropped
+            ),
+        )
+        transport.send(
+            {
+                "v": PROTOCOL_VERSION,
+                "batch_id": str(uuid.uuid4()),
+                "events": [beat.model_dump(mode="json")],
+            }
+        )
+
+    def _final_flush(self) -> None:
+        """On shutdown: a few seconds to send what is queued; the rest stays spooled."""
+        if self.config.shutdown_grace_s <= 0:
+            return
+        deadline = time.monotonic() + self.config.shutdown_grace_s
+        try:
+            creds = self._credentials()
+            transport = self._transport_factory(self.config.transport, creds.server, creds.token)
+        except (EnrollmentError, TransportError) as exc:
+            log.info("no final send: %s", exc)
+            return
+        try:
+            self._send_some(transport, deadline)
+        except TransportError as exc:
+            log.info("final send stopped: %s", exc)
+        finally:
+            transport.close()
