@@ -20,7 +20,9 @@ def report(server: Server, group_by: str = "app", **params: object) -> dict[str,
 
 
 def post(server: Server, token: str, body: dict[str, object]) -> dict[str, int]:
-    r = server.client.post("/api/v1/ingest", json=body, headers={"Authorization": f"Bearer {token}"})
+    r = server.client.post(
+        "/api/v1/ingest", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -33,7 +35,9 @@ def test_enroll_gives_a_token_that_works_and_a_wrong_secret_gets_401(server: Ser
         json={"enroll_secret": "wle_wrong", "hardware_uuid": "x", "hostname": "h"},
     )
     assert r.status_code == 401 and r.json()["error"] == "invalid enrollment secret"
-    r = server.client.post("/api/v1/heartbeat", json={}, headers={"Authorization": f"Bearer {token}"})
+    r = server.client.post(
+        "/api/v1/heartbeat", json={}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert r.status_code == 200 and r.json()["device_id"] == device_id
 
 
@@ -41,8 +45,18 @@ def test_reenrolling_keeps_the_device_and_kills_the_old_token(server: Server) ->
     first_id, old = server.enroll(hardware_uuid="hw-1")
     second_id, new = server.enroll(hardware_uuid="hw-1")
     assert first_id == second_id and old != new
-    assert server.client.post("/api/v1/heartbeat", json={}, headers={"Authorization": f"Bearer {old}"}).status_code == 401
-    assert server.client.post("/api/v1/heartbeat", json={}, headers={"Authorization": f"Bearer {new}"}).status_code == 200
+    assert (
+        server.client.post(
+            "/api/v1/heartbeat", json={}, headers={"Authorization": f"Bearer {old}"}
+        ).status_code
+        == 401
+    )
+    assert (
+        server.client.post(
+            "/api/v1/heartbeat", json={}, headers={"Authorization": f"Bearer {new}"}
+        ).status_code
+        == 200
+    )
 
 
 def test_active_time_is_focus_intersected_with_not_afk(server: Server) -> None:
@@ -220,7 +234,14 @@ def test_report_request_errors(server: Server) -> None:
         ({**base, "group_by": "colour"}, 400),
         ({"group_by": "app", "start": base["end"], "end": base["start"]}, 400),
         ({**base, "start": "yesterday"}, 422),
-        ({"group_by": "app", "start": T0.isoformat(), "end": (T0 + timedelta(days=4000)).isoformat()}, 400),
+        (
+            {
+                "group_by": "app",
+                "start": T0.isoformat(),
+                "end": (T0 + timedelta(days=4000)).isoformat(),
+            },
+            400,
+        ),
     ]
     for params, status in cases:
         r = server.client.get("/api/v1/reports/time", params=params, headers=server.admin())
@@ -240,6 +261,10 @@ def test_one_organization_never_sees_another(server: Server) -> None:
     assert r.status_code == 200 and r.json()["rows"] == []
     assert server.client.get("/api/v1/devices", headers=headers).json() == []
     device_id = server.client.get("/api/v1/devices", headers=server.admin()).json()[0]["id"]
-    assert server.client.post(f"/api/v1/devices/{device_id}/block", headers=headers).status_code == 404
-    r = server.client.get("/api/v1/reports/time", params={**q, "device": device_id}, headers=headers)
+    assert (
+        server.client.post(f"/api/v1/devices/{device_id}/block", headers=headers).status_code == 404
+    )
+    r = server.client.get(
+        "/api/v1/reports/time", params={**q, "device": device_id}, headers=headers
+    )
     assert r.json()["rows"] == []

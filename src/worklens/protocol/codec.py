@@ -92,4 +92,6 @@ def decode_body(
         return unpack_plain(body)
     if ctype in (JSON_TYPE, "text/json"):
         return from_json(body)
-    raise DecodeError(f"unsupported Content-Type {content_type!r}; use {JSON_TYPE} or {MSGPACK_TYPE}")
+    raise DecodeError(
+        f"unsupported Content-Type {content_type!r}; use {JSON_TYPE} or {MSGPACK_TYPE}"
+    )

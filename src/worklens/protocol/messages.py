@@ -98,9 +98,7 @@ class HeartbeatEvent(_EventBase):
     data: HeartbeatData
 
 
-Event = Annotated[
-    FocusEvent | AfkEvent | HostEvent | HeartbeatEvent, Field(discriminator="kind")
-]
+Event = Annotated[FocusEvent | AfkEvent | HostEvent | HeartbeatEvent, Field(discriminator="kind")]
 EventKind = Literal["focus", "afk", "host", "heartbeat"]
 EVENT_KINDS: tuple[str, ...] = ("focus", "afk", "host", "heartbeat")
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
@@ -117,7 +115,9 @@ class Batch(_Strict):
     @classmethod
     def _known_version(cls, v: int) -> int:
         if v != PROTOCOL_VERSION:
-            raise ValueError(f"unsupported protocol version {v}; this server speaks {PROTOCOL_VERSION}")
+            raise ValueError(
+                f"unsupported protocol version {v}; this server speaks {PROTOCOL_VERSION}"
+            )
         return v
 
 
