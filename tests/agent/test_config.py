@@ -49,7 +49,7 @@ def test_file_errors(tmp_path: Path) -> None:
         load(bad, {}, {})
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('server = "http://s"\npol_interval = 3\n')
-    with pytest.raises(ConfigError, match="unknown setting.*pol_interval"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*pol_interval"):
         load(unknown, {}, {})
 
 

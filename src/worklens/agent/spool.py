@@ -51,9 +51,8 @@ SCHEMA_VERSION = 1
 _PENDING = 0
 _DEAD = 1
 
-# Rows are dropped from the front when the spool is full; the WAL is cut back to this
-# size after a checkpoint so a burst (a long outage draining) does not leave a huge
-# -wal file behind.
+# The WAL is cut back to this size after a checkpoint, so a burst (a long outage
+# draining) does not leave a huge -wal file behind.
 _WAL_SIZE_LIMIT = 4 * 1024 * 1024
 # Errors are stored for an operator to read, not to be parsed; keep them bounded.
 _MAX_ERROR_CHARS = 1000
@@ -127,8 +126,8 @@ def _decode_key(raw: str | bytes) -> str:
 def _pack(payload: dict[str, Any]) -> bytes:
     if not isinstance(payload, dict):
         raise TypeError(f"spool payload must be a dict, not {type(payload).__name__}")
-    # msgpack is about 30% smaller than compact JSON for an event and faster to
-    # decode; it raises TypeError here, before anything is written, for values that
+    # msgpack: ~10% smaller than compact JSON for a focus event (168 vs 187 bytes)
+    # and faster to decode; it raises TypeError here, before anything is written, for values that
     # are not JSON-compatible (datetime, UUID objects, ...).
     data: bytes = msgpack.packb(payload, use_bin_type=True)
     return data
@@ -311,10 +310,13 @@ class Spool:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # A failed COMMIT (disk full, I/O error) may leave the transaction open;
+            # roll back so the next call can start its own.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     # --- producing ------------------------------------------------------------------
 
@@ -335,7 +337,7 @@ class Spool:
         if not rows:
             return
         with self._lock:
-            dropped = 0
+            dropped: list[int] = []
             with self._tx() as db:
                 now = self._clock()
                 inserted = 0
@@ -366,27 +368,32 @@ class Spool:
                 excess = self._count + inserted - self.max_items
                 if excess > 0:
                     dropped = self._trim(db, excess)
-            # In-memory counters change only once the transaction committed.
-            self._count += inserted - dropped
-            self._dropped += dropped
+            # In-memory state changes only once the transaction committed.
+            self._count += inserted - len(dropped)
+            self._dropped += len(dropped)
+            for seq in dropped:
+                self._leased.pop(seq, None)
 
-    def _trim(self, db: sqlite3.Connection, excess: int) -> int:
+    def _trim(self, db: sqlite3.Connection, excess: int) -> list[int]:
         """Drop ``excess`` oldest rows, dead letters first, and persist the new
-        ``dropped`` total in the same transaction. Returns how many were dropped."""
-        removed = 0
+        ``dropped`` total in the same transaction. Returns the dropped seqs."""
+        doomed: list[int] = []
         for state in (_DEAD, _PENDING):
-            if removed >= excess:
+            if len(doomed) >= excess:
                 break
-            cur = db.execute(
-                "DELETE FROM items WHERE seq IN "
-                "(SELECT seq FROM items WHERE state = ? ORDER BY seq LIMIT ?)",
-                (state, excess - removed),
-            )
-            removed += cur.rowcount
+            doomed += [
+                seq
+                for (seq,) in db.execute(
+                    "SELECT seq FROM items WHERE +state = ? ORDER BY seq LIMIT ?",
+                    (state, excess - len(doomed)),
+                )
+            ]
+        db.executemany("DELETE FROM items WHERE seq = ?", [(seq,) for seq in doomed])
         db.execute(
-            "INSERT OR REPLACE INTO meta (k, v) VALUES ('dropped', ?)", (self._dropped + removed,)
+            "INSERT OR REPLACE INTO meta (k, v) VALUES ('dropped', ?)",
+            (self._dropped + len(doomed),),
         )
-        return removed
+        return doomed
 
     # --- consuming ------------------------------------------------------------------
 
