@@ -1,0 +1,102 @@
+"""The `worklens` command as a user types it, in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from worklens.protocol.messages import Batch, SystemIdentity
+from worklens.server.store import orgs
+from worklens.server.store.db import Database
+from worklens.server.store.devices import authenticate, enroll
+from worklens.server.store.ingest import EventWriter
+
+
+def wl(*args: str, db: str | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "worklens", *args]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    if db:
+        env["WORKLENS_DATABASE_URL"] = db
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_org_token_report_round_trip(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'wl.db'}"
+    r = wl("org", "create", "acme", db=db)
+    assert r.returncode == 0, r.stderr
+    secret = r.stdout.strip().splitlines()[-1]
+    assert secret.startswith("wle_")
+    r = wl("org", "create", "acme", db=db)
+    assert r.returncode != 0 and "already exists" in r.stderr
+    r = wl("token", "create", "--org", "acme", "--role", "admin", "--db", db)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1].startswith("wla_")
+    r = wl("token", "create", "--org", "nope", db=db)
+    assert r.returncode == 2 and "no organization named 'nope'" in r.stderr
+
+    database = Database(db)
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    with database.write() as conn:
+        org = orgs.get_org(conn, "acme")
+        _, token = enroll(conn, org, SystemIdentity(hardware_uuid="hw", hostname="pc"), 0)
+        device = authenticate(conn, token)
+    assert device is not None
+    batch = Batch.model_validate(
+        {
+            "batch_id": str(uuid.uuid4()),
+            "events": [
+                {
+                    "id": str(uuid.uuid4()),
+                    "kind": "focus",
+                    "start": t0.isoformat(),
+                    "duration": 5400,
+                    "data": {"app": "code", "title": "x"},
+                },
+                {
+                    "id": str(uuid.uuid4()),
+                    "kind": "afk",
+                    "start": t0.isoformat(),
+                    "duration": 3600,
+                    "data": {"status": "active"},
+                },
+            ],
+        }
+    )
+    EventWriter(database).ingest(device, batch, 0)
+    database.dispose()
+    end = (t0 + timedelta(days=1)).isoformat()
+    r = wl(
+        "report",
+        "time",
+        "--group-by",
+        "app",
+        "--start",
+        t0.isoformat(),
+        "--end",
+        end,
+        "--json",
+        db=db,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows"] == [{"key": "code", "seconds": 3600.0}]
+    r = wl("report", "time", "--start", t0.isoformat(), "--end", end, db=db)
+    assert "code" in r.stdout and "1h 00m 00s" in r.stdout
+    r = wl("report", "time", "--start", "yesterday", "--end", end, db=db)
+    assert r.returncode == 2 and "'yesterday' is not an ISO 8601" in r.stderr
+    r = wl("report", "time", "--start", end, "--end", t0.isoformat(), db=db)
+    assert r.returncode == 2 and "start must be before end" in r.stderr
+    r = wl("report", "time", "--group-by", "colour", "--start", end, "--end", end, db=db)
+    assert r.returncode == 2 and "colour" in r.stderr
+
+
+def test_db_upgrade_and_help(tmp_path: Path) -> None:
+    r = wl("db", "upgrade", "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert r.returncode == 0 and "revision 0001" in r.stdout
+    r = wl("--help")
+    for command in ("up", "server", "agent", "org", "token", "report", "db"):
+        assert command in r.stdout
+    r = wl("agent", "--server", "ftp://nowhere", "--state-dir", str(tmp_path))
+    assert r.returncode == 1 and "server = 'ftp://nowhere'" in r.stderr
