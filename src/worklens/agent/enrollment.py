@@ -6,12 +6,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from worklens import __version__
 from worklens.agent.identity import system_identity
 from worklens.protocol.messages import EnrollRequest, EnrollResponse
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class EnrollmentError(RuntimeError):
@@ -56,6 +58,8 @@ def forget_token(path: Path) -> None:
 
 
 def enroll(server: str, secret: str, client: httpx.Client | None = None) -> Credentials:
+    import httpx  # only on first run: the steady state never needs it
+
     ident = system_identity(__version__)
     req = EnrollRequest(enroll_secret=secret, **ident.model_dump())
     own = client is None

@@ -8,9 +8,12 @@ the network except the sender, so an outage only grows the spool.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -38,6 +41,15 @@ from worklens.protocol.messages import (
 )
 
 log = logging.getLogger("worklens.agent")
+
+
+def limit_memory_arenas() -> None:
+    """glibc gives each thread its own malloc arena; for a small agent with a
+    handful of threads that mostly sleep, two arenas save several MB of RSS."""
+    if sys.platform.startswith("linux"):
+        # Not glibc (musl, ...): nothing to tune.
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
 
 
 def utcnow() -> datetime:
@@ -125,6 +137,7 @@ class Agent:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        limit_memory_arenas()
         self.start()
         while not self._stop.wait(1.0):
             pass

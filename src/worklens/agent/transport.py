@@ -11,7 +11,6 @@ import itertools
 from abc import ABC, abstractmethod
 from typing import Any
 
-import httpx
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
@@ -110,6 +109,11 @@ class HttpTransport(Transport):
     name = "http"
 
     def __init__(self, server: str, token: str, timeout: float = 30.0) -> None:
+        # httpx is imported only when HTTP is really used: the WebSocket path
+        # never needs it, and it would cost the agent several MB of memory.
+        import httpx
+
+        self._http_error = httpx.HTTPError
         self.url = f"{server}/api/v1/ingest"
         self.client = httpx.Client(
             timeout=timeout,
@@ -123,7 +127,7 @@ class HttpTransport(Transport):
     def send(self, batch: dict[str, Any]) -> IngestResult:
         try:
             r = self.client.post(self.url, content=codec.pack(batch))
-        except httpx.HTTPError as exc:
+        except self._http_error as exc:
             raise TransportError(f"cannot reach {self.url}: {exc}") from exc
         if r.status_code == 200:
             return IngestResult.model_validate(r.json())
@@ -144,9 +148,17 @@ class AutoTransport(Transport):
     name = "auto"
 
     def __init__(self, server: str, token: str) -> None:
+        self.server = server
+        self.token = token
         self.ws = WebSocketTransport(server, token)
-        self.http = HttpTransport(server, token)
+        self._http: HttpTransport | None = None
         self.last_used = ""
+
+    @property
+    def http(self) -> HttpTransport:
+        if self._http is None:
+            self._http = HttpTransport(self.server, self.token)
+        return self._http
 
     def send(self, batch: dict[str, Any]) -> IngestResult:
         try:
@@ -162,7 +174,8 @@ class AutoTransport(Transport):
 
     def close(self) -> None:
         self.ws.close()
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
 
 
 def make_transport(kind: str, server: str, token: str) -> Transport:

@@ -46,21 +46,11 @@ class FocusX11Collector(Collector[FocusSample | None]):
         return self._sample(conn, active)
 
     def _sample(self, conn: XConnection, window: int) -> FocusSample | None:
+        client, wm_class = _client_and_class(conn, window)
         title = _title(conn, window)
-        wm_class = conn.get_strings(window, Xatom.WM_CLASS)
-        client = window
-        if not wm_class:
-            # Some window managers and toolkits report a wrapper rather than the
-            # client itself (a WM frame, a Java/Wine focus proxy, a reparenting
-            # container); the real client is then one level down. Look there.
-            found = _child_with_class(conn, window)
-            if found is not None:
-                client, wm_class = found
-                title = title or _title(conn, client)
-        pid = conn.get_card32(client, conn.atoms["_NET_WM_PID"])
-        if not pid and client != window:
-            pid = conn.get_card32(window, conn.atoms["_NET_WM_PID"])
-        pid = pid or None  # 0 is not a process
+        if title is None and client != window:
+            title = _title(conn, client)
+        pid = _pid(conn, client, window)
         if not wm_class and title is None and pid is None and not conn.exists(window):
             # Every read came back empty because the window was destroyed between
             # reading _NET_ACTIVE_WINDOW and its properties: nothing is focused.
@@ -103,11 +93,29 @@ def _title(conn: XConnection, window: int) -> str | None:
     return title
 
 
-def _child_with_class(conn: XConnection, window: int) -> tuple[int, list[str]] | None:
+def _client_and_class(conn: XConnection, window: int) -> tuple[int, list[str] | None]:
+    """The window describing the application, and its WM_CLASS.
+
+    Normally that is the active window itself. But some window managers and
+    toolkits report a wrapper rather than the client (a WM frame, a Java or Wine
+    focus proxy, an embedding container), and the window that carries WM_CLASS
+    is then one level down, so look there before giving up on the class.
+    """
+    wm_class = conn.get_strings(window, Xatom.WM_CLASS)
+    if wm_class:
+        return window, wm_class
     for child in conn.children(window):
-        wm_class = conn.get_strings(child, Xatom.WM_CLASS)
-        if wm_class:
-            return child, wm_class
+        child_class = conn.get_strings(child, Xatom.WM_CLASS)
+        if child_class:
+            return child, child_class
+    return window, wm_class
+
+
+def _pid(conn: XConnection, client: int, window: int) -> int | None:
+    for candidate in dict.fromkeys((client, window)):
+        pid = conn.get_card32(candidate, conn.atoms["_NET_WM_PID"])
+        if pid:  # 0 is not a process
+            return pid
     return None
 
 

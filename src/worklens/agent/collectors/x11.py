@@ -73,7 +73,14 @@ class XConnection:
 
     @classmethod
     def open(cls, name: str | None = None) -> XConnection:
-        return cls(open_display(name))
+        display = open_display(name)
+        try:
+            return cls(display)
+        except CONNECTION_ERRORS as exc:
+            # The server accepted and then dropped us (e.g. it is shutting down).
+            raise CollectorUnavailable(
+                f"cannot open X display {display.get_display_name()}: {exc}"
+            ) from exc
 
     def close(self) -> None:
         # Closing a connection whose server is gone raises; there is nothing left
