@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, literal, select, tuple_
+from sqlalchemy import Connection, and_, delete, func, literal, select, text, tuple_
 
 from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, device_buckets, load_data, spans
 from worklens.server.store.db import Database
@@ -84,6 +84,11 @@ class Rollups:
         marks: list[tuple[int, int]],
         new_keys: dict[tuple[str, str], int],
     ) -> None:
+        if conn.dialect.name == "postgresql":
+            # Two refreshes of one device (background and a report, or two server
+            # instances) would both delete-then-insert the same rows; take turns.
+            # SQLite needs nothing: its write transactions are already serial.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": device_id})
         refs = device_buckets(conn, device_id)
         focus_refs = [r for r in refs if r.type == FOCUS_TYPE]
         afk_refs = [r for r in refs if r.type == AFK_TYPE]
