@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,10 +65,9 @@ def wait_for(db_url: str, n: int, timeout: float) -> tuple[int, int, int]:
     return got
 
 
-@pytest.mark.real
-def test_agent_killed_while_sending_loses_and_duplicates_nothing(
-    db_url: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def transfer(db_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, AgentProcess, int]]:
+    """A running server and a (not yet started) agent whose spool holds N events."""
     secret, _ = prepare_org(db_url)
     server = ServerProcess(db_url, tmp_path / "server.log")
     server.start()
@@ -81,65 +81,55 @@ def test_agent_killed_while_sending_loses_and_duplicates_nothing(
         collectors="",
         batch_size=25,
         send_interval_s=0.05,
-        transport="websocket",
     )
-    rng = random.Random(7)
-    mid_transfer = 0
     try:
-        for _ in range(12):
-            agent.start()
-            time.sleep(rng.uniform(0.6, 1.4))
-            agent.kill()
-            count = stored(db_url)[0]
-            mid_transfer += 0 < count < N
-            if count == N:
-                break
-        agent.start()
-        got = wait_for(db_url, N, timeout=120)
+        yield server, agent, total_ms
     finally:
         agent.kill()
         server.stop()
+
+
+@pytest.mark.real
+def test_agent_killed_while_sending_loses_and_duplicates_nothing(
+    db_url: str, transfer: tuple[ServerProcess, AgentProcess, int]
+) -> None:
+    _, agent, total_ms = transfer
+    rng = random.Random(7)
+    mid_transfer = 0
+    for _ in range(12):
+        agent.start()
+        time.sleep(rng.uniform(0.6, 1.4))
+        agent.kill()
+        count = stored(db_url)[0]
+        mid_transfer += 0 < count < N
+        if count == N:
+            break
+    agent.start()
+    got = wait_for(db_url, N, timeout=120)
     assert mid_transfer >= 3, f"only {mid_transfer} kills landed mid-transfer; tune timings"
-    assert got == (N, N, total_ms), (got, (tmp_path / "agent.log").read_text()[-3000:])
+    assert got == (N, N, total_ms), agent.log.read_text()[-3000:]
 
 
 @pytest.mark.real
 def test_server_killed_while_receiving_loses_and_duplicates_nothing(
-    db_url: str, tmp_path: Path
+    db_url: str, transfer: tuple[ServerProcess, AgentProcess, int]
 ) -> None:
-    secret, _ = prepare_org(db_url)
-    server = ServerProcess(db_url, tmp_path / "server.log")
-    server.start()
-    state = tmp_path / "agent"
-    total_ms = fill_spool(state, N)
-    agent = AgentProcess(
-        server.url,
-        secret,
-        state,
-        tmp_path / "agent.log",
-        collectors="",
-        batch_size=25,
-        send_interval_s=0.05,
-    )
+    server, agent, total_ms = transfer
     rng = random.Random(11)
     mid_transfer = 0
-    try:
-        agent.start()
-        time.sleep(2.0)
-        for _ in range(5):
-            time.sleep(rng.uniform(0.5, 1.5))
-            server.kill()
-            count = stored(db_url)[0]
-            mid_transfer += 0 < count < N
-            if count == N:
-                break
-            time.sleep(rng.uniform(0.2, 1.0))
-            server.start()
-        if server.proc is None or server.proc.poll() is not None:
-            server.start()
-        got = wait_for(db_url, N, timeout=180)
-    finally:
-        agent.kill()
-        server.stop()
+    agent.start()
+    time.sleep(2.0)
+    for _ in range(5):
+        time.sleep(rng.uniform(0.5, 1.5))
+        server.kill()
+        count = stored(db_url)[0]
+        mid_transfer += 0 < count < N
+        if count == N:
+            break
+        time.sleep(rng.uniform(0.2, 1.0))
+        server.start()
+    if server.proc is None or server.proc.poll() is not None:
+        server.start()
+    got = wait_for(db_url, N, timeout=180)
     assert mid_transfer >= 2, f"only {mid_transfer} kills landed mid-transfer; tune timings"
-    assert got == (N, N, total_ms), (got, (tmp_path / "agent.log").read_text()[-3000:])
+    assert got == (N, N, total_ms), agent.log.read_text()[-3000:]

@@ -39,6 +39,13 @@ def bearer(authorization: str | None) -> str:
     return token.strip()
 
 
+def rate_limit(services: Services, key: str, what: str = "rate limit exceeded") -> None:
+    """Spend one request from ``key``'s budget or answer 429 with Retry-After."""
+    wait = services.limiter.take(key)
+    if wait:
+        raise ApiError(429, what, headers={"Retry-After": str(max(1, round(wait)))})
+
+
 def check_device(services: Services, token: str) -> DeviceAuth:
     """Authenticate and rate-limit a device token (sync: call from a thread)."""
     with services.db.read() as conn:
@@ -49,11 +56,7 @@ def check_device(services: Services, token: str) -> DeviceAuth:
         )
     if device.blocked:
         raise ApiError(403, f"device {device.id} is blocked")
-    wait = services.limiter.take(f"d{device.id}")
-    if wait:
-        raise ApiError(
-            429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))}
-        )
+    rate_limit(services, f"d{device.id}")
     return device
 
 
@@ -67,11 +70,7 @@ def check_token(services: Services, token: str) -> TokenAuth:
         auth = orgs_store.authenticate_token(conn, token)
     if auth is None:
         raise ApiError(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
-    wait = services.limiter.take(f"t{auth.token_id}")
-    if wait:
-        raise ApiError(
-            429, "rate limit exceeded", headers={"Retry-After": str(max(1, round(wait)))}
-        )
+    rate_limit(services, f"t{auth.token_id}")
     return auth
 
 

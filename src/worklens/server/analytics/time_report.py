@@ -13,11 +13,11 @@ from typing import Literal
 
 from sqlalchemy import Connection, func, select
 
-from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, device_buckets, spans
+from worklens.server.store.buckets import device_buckets
 from worklens.server.store.db import Database
 from worklens.server.store.rollups import DAY_S, HOUR_S, RES_DAY, RES_HOUR, Rollups, focus_keys
 from worklens.server.store.schema import devices, rollup_keys, rollups
-from worklens.timeline.intervals import active_spans, totals
+from worklens.timeline.intervals import totals
 
 GroupBy = Literal["app", "title", "device"]
 GROUP_BY: tuple[GroupBy, ...] = ("app", "title", "device")
@@ -147,13 +147,9 @@ def _rollup_sums(
 def _raw_totals(
     conn: Connection, rollup: Rollups, device_id: int, start_ms: int, end_ms: int, dim: str
 ) -> dict[str, int]:
-    refs = device_buckets(conn, device_id)
-    focus = spans(conn, [r for r in refs if r.type == FOCUS_TYPE], start_ms, end_ms)
-    afk = spans(conn, [r for r in refs if r.type == AFK_TYPE], start_ms, end_ms)
-    data = rollup.data(conn, {d for *_, d in focus} | {d for *_, d in afk})
-    afk_status = [(s, e, str(data[d].get("status"))) for s, e, d in afk]
+    active, data = rollup.active(conn, device_buckets(conn, device_id), start_ms, end_ms)
     out: dict[str, int] = {}
-    for data_id, ms in totals(active_spans(focus, afk_status, start_ms, end_ms)).items():
+    for data_id, ms in totals(active).items():
         key = focus_keys(data[data_id])[dim]
         out[key] = out.get(key, 0) + ms
     return out

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from worklens.protocol.messages import EnrollRequest, EnrollResponse, SystemIdentity
-from worklens.server.deps import ServicesDep, now_ms
+from worklens.server.deps import ServicesDep, now_ms, rate_limit
 from worklens.server.errors import ApiError
 from worklens.server.store import devices as devices_store
 from worklens.server.store import orgs as orgs_store
@@ -17,11 +17,7 @@ router = APIRouter(prefix="/api/v1", tags=["enroll"])
 @router.post("/enroll", status_code=201, response_model=EnrollResponse)
 async def enroll(req: EnrollRequest, services: ServicesDep) -> EnrollResponse:
     """Register a machine; the token in the answer is shown only this once."""
-    wait = services.limiter.take("enroll")
-    if wait:
-        raise ApiError(
-            429, "too many enrollments", headers={"Retry-After": str(max(1, round(wait)))}
-        )
+    rate_limit(services, "enroll", "too many enrollments")
 
     def work() -> EnrollResponse:
         with services.db.write() as conn:

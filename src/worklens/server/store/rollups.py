@@ -16,7 +16,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, literal, select, text, tuple_
 
-from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, device_buckets, load_data, spans
+from worklens.server.store.buckets import (
+    AFK_TYPE,
+    FOCUS_TYPE,
+    BucketRef,
+    device_buckets,
+    load_data,
+    spans,
+)
 from worklens.server.store.db import Database
 from worklens.server.store.schema import rollup_dirty, rollup_keys, rollups
 from worklens.timeline.intervals import active_spans, split_by_period
@@ -90,31 +97,16 @@ class Rollups:
             # SQLite needs nothing: its write transactions are already serial.
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": device_id})
         refs = device_buckets(conn, device_id)
-        focus_refs = [r for r in refs if r.type == FOCUS_TYPE]
-        afk_refs = [r for r in refs if r.type == AFK_TYPE]
         hours = [h for h, _ in marks]
         totals: dict[tuple[int, int], int] = {}  # (hour_s, key_id) -> ms
         for run_start, run_end in _runs(hours):
-            start_ms, end_ms = run_start * 1000, run_end * 1000
-            focus = spans(conn, focus_refs, start_ms, end_ms)
-            afk = spans(conn, afk_refs, start_ms, end_ms)
-            data = self.data(conn, {d for *_, d in focus} | {d for *_, d in afk})
-            afk_status = [(s, e, str(data[d].get("status"))) for s, e, d in afk]
-            active = active_spans(focus, afk_status, start_ms, end_ms)
+            active, data = self.active(conn, refs, run_start * 1000, run_end * 1000)
             for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
                 for dim, value in focus_keys(data[data_id]).items():
                     key = (period_ms // 1000, self._key_id(conn, dim, value, new_keys))
                     totals[key] = totals.get(key, 0) + ms
 
-        hour_list = sorted(hours)
-        for chunk in _chunks(hour_list, 500):
-            conn.execute(
-                delete(rollups).where(
-                    rollups.c.res == RES_HOUR,
-                    rollups.c.device_id == device_id,
-                    rollups.c.period_s.in_(chunk),
-                )
-            )
+        _delete_periods(conn, device_id, RES_HOUR, sorted(hours))
         if totals:
             conn.execute(
                 rollups.insert(),
@@ -130,14 +122,7 @@ class Rollups:
                 ],
             )
         days = sorted({h - h % DAY_S for h in hours})
-        for chunk in _chunks(days, 500):
-            conn.execute(
-                delete(rollups).where(
-                    rollups.c.res == RES_DAY,
-                    rollups.c.device_id == device_id,
-                    rollups.c.period_s.in_(chunk),
-                )
-            )
+        _delete_periods(conn, device_id, RES_DAY, days)
         for day in days:
             day_sum = (
                 select(
@@ -197,6 +182,18 @@ class Rollups:
                 out[row.id] = row.value
         return out
 
+    def active(
+        self, conn: Connection, refs: list[BucketRef], start_ms: int, end_ms: int
+    ) -> tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]:
+        """Active spans (focus while not afk) of one device's buckets within the
+        window, valued by focus payload id, and those payloads. Rollups and the
+        partial hours of reports both come from here, so they cannot disagree."""
+        focus = spans(conn, [r for r in refs if r.type == FOCUS_TYPE], start_ms, end_ms)
+        afk = spans(conn, [r for r in refs if r.type == AFK_TYPE], start_ms, end_ms)
+        data = self.data(conn, {d for *_, d in focus} | {d for *_, d in afk})
+        afk_status = [(s, e, str(data[d].get("status"))) for s, e, d in afk]
+        return active_spans(focus, afk_status, start_ms, end_ms), data
+
     def data(self, conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
         """Payloads by id, through a bounded cache shared by reports and refreshes."""
         with self._lock:
@@ -215,6 +212,17 @@ def _runs(hours: Iterable[int]) -> list[tuple[int, int]]:
         else:
             runs.append((h, h + HOUR_S))
     return runs
+
+
+def _delete_periods(conn: Connection, device_id: int, res: int, periods: Sequence[int]) -> None:
+    for chunk in _chunks(periods, 500):
+        conn.execute(
+            delete(rollups).where(
+                rollups.c.res == res,
+                rollups.c.device_id == device_id,
+                rollups.c.period_s.in_(chunk),
+            )
+        )
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
