@@ -33,9 +33,9 @@ def bucket_name(kind: str, hostname: str) -> str:
 
 def device_buckets(conn: Connection, device_id: int) -> list[BucketRef]:
     rows = conn.execute(
-        select(buckets.c.id, buckets.c.type, buckets.c.max_duration_ms).where(
-            buckets.c.device_id == device_id
-        )
+        select(buckets.c.id, buckets.c.type, buckets.c.max_duration_ms)
+        .where(buckets.c.device_id == device_id)
+        .order_by(buckets.c.id)  # a fixed order: it breaks ties between buckets
     )
     return [BucketRef(r.id, r.type, r.max_duration_ms) for r in rows]
 
@@ -47,15 +47,20 @@ def spans(
 
     The primary key is (bucket, start), so the search starts at ``start_ms``
     minus the bucket's longest event: nothing earlier can reach the window.
+    Rows come in (start, event id) order, so when two events start at the same
+    instant the "latest start wins" rule picks the higher id, on every back end
+    and in every query plan.
     """
     out: list[tuple[int, int, int]] = []
     for ref in refs:
         rows = conn.execute(
-            select(events.c.start_ms, events.c.duration_ms, events.c.data_id).where(
+            select(events.c.start_ms, events.c.duration_ms, events.c.data_id)
+            .where(
                 events.c.bucket_id == ref.id,
                 events.c.start_ms >= start_ms - ref.max_duration_ms,
                 events.c.start_ms < end_ms,
             )
+            .order_by(events.c.start_ms, events.c.uid)
         )
         out.extend((s, s + d, i) for s, d, i in rows if s + d > start_ms)
     return out

@@ -56,6 +56,24 @@ class Database:
             stmt: Any = self.insert(table)
             conn.execute(stmt.on_conflict_do_nothing(), list(rows))
 
+    def bulk_insert(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert many rows the fastest way each back end has: a prepared
+        executemany on SQLite, COPY on PostgreSQL. The hot path of ingest; rows
+        must not conflict with stored ones (callers filter duplicates first)."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if self.is_sqlite:
+            marks = ", ".join("?" * len(columns))
+            conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", list(rows))
+            return
+        cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, bindparam, case, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, select, update
 
 from worklens.protocol.messages import (
     AfkEvent,
@@ -190,15 +190,22 @@ class EventWriter:
     ) -> list[int]:
         """Row id of each payload, inserting the ones never seen before."""
         out: list[int | None] = []
+        keys: list[tuple[object, ...]] = []
         missing: dict[bytes, tuple[str, list[int]]] = {}
         for i, p in enumerate(payloads):
-            known = new_data.get(p) or self._data_ids.get(p)
+            # A plain tuple: hashing and comparing it is several times cheaper
+            # than a pydantic model's __hash__/__eq__, and this runs per event.
+            key = (type(p), *p.__dict__.values())
+            keys.append(key)
+            known = new_data.get(key) or self._data_ids.get(key)
             out.append(known)
             if known is None:
                 text = canonical_json(p.model_dump())
                 missing.setdefault(data_hash(text), (text, []))[1].append(i)
         if missing:
-            hashes = list(missing)
+            # Sorted: concurrent batches then lock new rows in the same order, so
+            # PostgreSQL never sees two of them wait on each other (deadlock).
+            hashes = sorted(missing)
             self.db.insert_ignore(
                 conn, event_data, [{"hash": h, "data": missing[h][0]} for h in hashes]
             )
@@ -209,7 +216,7 @@ class EventWriter:
                 ):
                     for i in missing[bytes(row.hash)][1]:
                         out[i] = row.id
-                        new_data[payloads[i]] = row.id
+                        new_data[keys[i]] = row.id
         ids = [x for x in out if x is not None]
         if len(ids) != len(out):
             raise RuntimeError("an event payload row vanished during ingest")
@@ -243,17 +250,9 @@ class EventWriter:
                     "data_id": data_id,
                 }
         duplicates = len(evs) - len(rows)
-        existing: dict[tuple[int, bytes], int] = {}
-        keys = [(r["start_ms"], uid) for uid, r in rows.items()]
-        for start in range(0, len(keys), 400):
-            chunk = keys[start : start + 400]
-            for row in conn.execute(
-                select(events.c.start_ms, events.c.uid, events.c.duration_ms).where(
-                    events.c.bucket_id == bucket_id,
-                    tuple_(events.c.start_ms, events.c.uid).in_(chunk),
-                )
-            ):
-                existing[(row.start_ms, bytes(row.uid))] = row.duration_ms
+        existing = self._existing(
+            conn, bucket_id, [(r["start_ms"], uid) for uid, r in rows.items()]
+        )
         fresh: list[dict[str, Any]] = []
         longer: list[dict[str, Any]] = []
         for uid, r in rows.items():
@@ -267,7 +266,15 @@ class EventWriter:
             else:
                 duplicates += 1
         if fresh:
-            conn.execute(events.insert(), fresh)
+            self.db.bulk_insert(
+                conn,
+                events,
+                ("bucket_id", "start_ms", "uid", "duration_ms", "data_id"),
+                [
+                    (bucket_id, r["start_ms"], r["uid"], r["duration_ms"], r["data_id"])
+                    for r in fresh
+                ],
+            )
         if longer:
             conn.execute(
                 update(events)
@@ -299,6 +306,32 @@ class EventWriter:
             new_buckets[key] = (bucket_id, longest)
         return len(fresh), duplicates, len(longer)
 
+    @staticmethod
+    def _existing(
+        conn: Connection, bucket_id: int, keys: list[tuple[int, bytes]]
+    ) -> dict[tuple[int, bytes], int]:
+        """Stored duration of those (start, event id) keys that are stored already.
+
+        Agents send events in time order, so a batch covers a short span: reading
+        that span by primary-key range and matching in Python is much cheaper than
+        a thousand-term tuple IN. A batch with gaps (a replayed backlog) is read
+        as one range per cluster of starts.
+        """
+        wanted = set(keys)
+        found: dict[tuple[int, bytes], int] = {}
+        for lo, hi in _clusters(sorted(k[0] for k in keys), gap=HOUR_MS):
+            for start_ms, uid, duration_ms in conn.execute(
+                select(events.c.start_ms, events.c.uid, events.c.duration_ms).where(
+                    events.c.bucket_id == bucket_id,
+                    events.c.start_ms >= lo,
+                    events.c.start_ms <= hi,
+                )
+            ):
+                key = (start_ms, bytes(uid))
+                if key in wanted:
+                    found[key] = duration_ms
+        return found
+
     def _store_hosts(
         self, conn: Connection, device_id: int, hosts: list[HostEvent]
     ) -> tuple[int, int]:
@@ -320,7 +353,8 @@ class EventWriter:
             )
         fresh = [r for ts, r in rows.items() if ts not in existing]
         if fresh:
-            conn.execute(host_samples.insert(), fresh)
+            columns = tuple(fresh[0])
+            self.db.bulk_insert(conn, host_samples, columns, [tuple(r.values()) for r in fresh])
         return len(fresh), len(hosts) - len(fresh)
 
     def _mark_dirty(self, conn: Connection, device_id: int, hours: Iterable[int]) -> None:
@@ -330,3 +364,14 @@ class EventWriter:
             set_={"gen": rollup_dirty.c.gen + 1},
         )
         conn.execute(stmt, [{"device_id": device_id, "hour_s": h, "gen": 0} for h in sorted(hours)])
+
+
+def _clusters(sorted_values: list[int], gap: int) -> list[tuple[int, int]]:
+    """[lo, hi] ranges covering the values, split where two neighbours are > gap apart."""
+    out: list[tuple[int, int]] = []
+    for v in sorted_values:
+        if out and v - out[-1][1] <= gap:
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out

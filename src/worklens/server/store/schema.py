@@ -17,7 +17,6 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -166,7 +165,6 @@ rollups = Table(
     Column("active_ms", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
-Index("ix_rollups_device", rollups.c.device_id, rollups.c.res, rollups.c.period_s)
 
 # Hours whose rollups must be recomputed; gen detects a re-mark during a refresh.
 rollup_dirty = Table(

@@ -215,9 +215,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("res", "period_s", "device_id", "key_id", name=op.f("pk_rollups")),
         sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("rollups", schema=None) as batch_op:
-        batch_op.create_index("ix_rollups_device", ["device_id", "res", "period_s"], unique=False)
-
     op.create_table(
         "events",
         sa.Column(
@@ -243,9 +240,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("events")
-    with op.batch_alter_table("rollups", schema=None) as batch_op:
-        batch_op.drop_index("ix_rollups_device")
-
     op.drop_table("rollups")
     op.drop_table("rollup_dirty")
     op.drop_table("ingest_batches")
