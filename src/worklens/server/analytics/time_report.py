@@ -15,8 +15,16 @@ from sqlalchemy import Connection, func, select
 
 from worklens.server.store.buckets import device_buckets
 from worklens.server.store.db import Database
-from worklens.server.store.rollups import DAY_S, HOUR_S, RES_DAY, RES_HOUR, Rollups, focus_keys
-from worklens.server.store.schema import devices, rollup_keys, rollups
+from worklens.server.store.rollups import (
+    DAY_S,
+    DIM_CODES,
+    HOUR_S,
+    RES_DAY,
+    RES_HOUR,
+    Rollups,
+    focus_keys,
+)
+from worklens.server.store.schema import devices, rollups
 from worklens.timeline.intervals import totals
 
 GroupBy = Literal["app", "title", "device"]
@@ -100,7 +108,9 @@ def time_report(
     with db.read() as conn:
         for res, ranges in ((RES_HOUR, p.hours), (RES_DAY, p.days)):
             for a, b in ranges:
-                for key, ms in _rollup_sums(conn, res, a, b, ids, dim, gb == "device", names):
+                for key, ms in _rollup_sums(
+                    conn, rollup, res, a, b, ids, dim, gb == "device", names
+                ):
                     add(key, ms)
         for a, b in p.raw:
             for dev in ids:
@@ -117,6 +127,7 @@ def _device_key(device_id: int, names: dict[int, str]) -> str:
 
 def _rollup_sums(
     conn: Connection,
+    rollup: Rollups,
     res: int,
     start_s: int,
     end_s: int,
@@ -126,22 +137,22 @@ def _rollup_sums(
     names: dict[int, str],
 ) -> list[tuple[str, int]]:
     total = func.sum(rollups.c.active_ms)
-    group = rollups.c.device_id if by_device else rollup_keys.c.value
+    group = rollups.c.device_id if by_device else rollups.c.key_id
     rows = conn.execute(
         select(group, total)
-        .select_from(rollups.join(rollup_keys, rollups.c.key_id == rollup_keys.c.id))
         .where(
             rollups.c.res == res,
+            rollups.c.dim == DIM_CODES[dim],
             rollups.c.period_s >= start_s,
             rollups.c.period_s < end_s,
             rollups.c.device_id.in_(ids),
-            rollup_keys.c.dim == dim,
         )
         .group_by(group)
     ).all()
     if by_device:
         return [(_device_key(d, names), int(ms)) for d, ms in rows]
-    return [(str(v), int(ms)) for v, ms in rows]
+    values = rollup.key_values(conn, {k for k, _ in rows})
+    return [(values[k], int(ms)) for k, ms in rows]
 
 
 def _raw_totals(

@@ -33,6 +33,7 @@ DAY_S = 86400
 RES_HOUR = 0
 RES_DAY = 1
 DIMS = ("app", "title")
+DIM_CODES = {dim: code for code, dim in enumerate(DIMS)}
 
 
 def focus_keys(data: dict[str, Any]) -> dict[str, str]:
@@ -98,12 +99,13 @@ class Rollups:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": device_id})
         refs = device_buckets(conn, device_id)
         hours = [h for h, _ in marks]
-        totals: dict[tuple[int, int], int] = {}  # (hour_s, key_id) -> ms
+        totals: dict[tuple[int, int, int], int] = {}  # (hour_s, dim, key_id) -> ms
         for run_start, run_end in _runs(hours):
             active, data = self.active(conn, refs, run_start * 1000, run_end * 1000)
             for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
                 for dim, value in focus_keys(data[data_id]).items():
-                    key = (period_ms // 1000, self._key_id(conn, dim, value, new_keys))
+                    key_id = self._key_id(conn, dim, value, new_keys)
+                    key = (period_ms // 1000, DIM_CODES[dim], key_id)
                     totals[key] = totals.get(key, 0) + ms
 
         _delete_periods(conn, device_id, RES_HOUR, sorted(hours))
@@ -113,12 +115,13 @@ class Rollups:
                 [
                     {
                         "res": RES_HOUR,
+                        "dim": d,
                         "period_s": h,
                         "device_id": device_id,
                         "key_id": k,
                         "active_ms": ms,
                     }
-                    for (h, k), ms in totals.items()
+                    for (h, d, k), ms in totals.items()
                 ],
             )
         days = sorted({h - h % DAY_S for h in hours})
@@ -127,6 +130,7 @@ class Rollups:
             day_sum = (
                 select(
                     literal(RES_DAY).label("res"),
+                    rollups.c.dim,
                     literal(day).label("period_s"),
                     rollups.c.device_id,
                     rollups.c.key_id,
@@ -134,15 +138,16 @@ class Rollups:
                 )
                 .where(
                     rollups.c.res == RES_HOUR,
+                    rollups.c.dim.in_(list(DIM_CODES.values())),
                     rollups.c.device_id == device_id,
                     rollups.c.period_s >= day,
                     rollups.c.period_s < day + DAY_S,
                 )
-                .group_by(rollups.c.device_id, rollups.c.key_id)
+                .group_by(rollups.c.dim, rollups.c.device_id, rollups.c.key_id)
             )
             conn.execute(
                 rollups.insert().from_select(
-                    ["res", "period_s", "device_id", "key_id", "active_ms"], day_sum
+                    ["res", "dim", "period_s", "device_id", "key_id", "active_ms"], day_sum
                 )
             )
         # Only clear marks nobody re-set while we worked (gen unchanged).
@@ -219,6 +224,8 @@ def _delete_periods(conn: Connection, device_id: int, res: int, periods: Sequenc
         conn.execute(
             delete(rollups).where(
                 rollups.c.res == res,
+                # Every dim named, so the primary key serves the lookup.
+                rollups.c.dim.in_(list(DIM_CODES.values())),
                 rollups.c.device_id == device_id,
                 rollups.c.period_s.in_(chunk),
             )

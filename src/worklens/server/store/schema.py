@@ -159,6 +159,9 @@ rollups = Table(
     "rollups",
     metadata,
     Column("res", SmallInteger, primary_key=True),
+    # The key's dimension (0 = app, 1 = title) leads the key so that a report
+    # by app reads app rows only, not the far more numerous title rows.
+    Column("dim", SmallInteger, primary_key=True),
     Column("period_s", BigInteger, primary_key=True),
     Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
     Column("key_id", ForeignKey("rollup_keys.id"), primary_key=True),

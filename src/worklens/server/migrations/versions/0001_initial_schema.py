@@ -197,6 +197,7 @@ def upgrade() -> None:
     op.create_table(
         "rollups",
         sa.Column("res", sa.SmallInteger(), nullable=False),
+        sa.Column("dim", sa.SmallInteger(), nullable=False),
         sa.Column("period_s", sa.BigInteger(), nullable=False),
         sa.Column(
             "device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
@@ -212,7 +213,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["key_id"], ["rollup_keys.id"], name=op.f("fk_rollups_key_id_rollup_keys")
         ),
-        sa.PrimaryKeyConstraint("res", "period_s", "device_id", "key_id", name=op.f("pk_rollups")),
+        sa.PrimaryKeyConstraint(
+            "res", "dim", "period_s", "device_id", "key_id", name=op.f("pk_rollups")
+        ),
         sqlite_with_rowid=False,
     )
     op.create_table(
