@@ -13,7 +13,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, func, select
 
-from worklens.server.store.buckets import device_buckets
+from worklens.server.store.buckets import buckets_of
 from worklens.server.store.db import Database
 from worklens.server.store.rollups import (
     DAY_S,
@@ -112,9 +112,11 @@ def time_report(
                     conn, rollup, res, a, b, ids, dim, gb == "device", names
                 ):
                     add(key, ms)
+        refs = buckets_of(conn, ids) if p.raw else {}
         for a, b in p.raw:
-            for dev in ids:
-                for value, ms in _raw_totals(conn, rollup, dev, a, b, dim).items():
+            for dev, (active, data) in rollup.active_by_device(conn, refs, a, b).items():
+                for data_id, ms in totals(active).items():
+                    value = focus_keys(data[data_id])[dim]
                     add(_device_key(dev, names) if gb == "device" else value, ms)
     rows = [Row(k, ms / 1000) for k, ms in sums.items() if ms > 0]
     rows.sort(key=lambda r: (-r.seconds, r.key))
@@ -153,14 +155,3 @@ def _rollup_sums(
         return [(_device_key(d, names), int(ms)) for d, ms in rows]
     values = rollup.key_values(conn, {k for k, _ in rows})
     return [(values[k], int(ms)) for k, ms in rows]
-
-
-def _raw_totals(
-    conn: Connection, rollup: Rollups, device_id: int, start_ms: int, end_ms: int, dim: str
-) -> dict[str, int]:
-    active, data = rollup.active(conn, device_buckets(conn, device_id), start_ms, end_ms)
-    out: dict[str, int] = {}
-    for data_id, ms in totals(active).items():
-        key = focus_keys(data[data_id])[dim]
-        out[key] = out.get(key, 0) + ms
-    return out

@@ -193,11 +193,30 @@ class Rollups:
         """Active spans (focus while not afk) of one device's buckets within the
         window, valued by focus payload id, and those payloads. Rollups and the
         partial hours of reports both come from here, so they cannot disagree."""
-        focus = spans(conn, [r for r in refs if r.type == FOCUS_TYPE], start_ms, end_ms)
-        afk = spans(conn, [r for r in refs if r.type == AFK_TYPE], start_ms, end_ms)
-        data = self.data(conn, {d for *_, d in focus} | {d for *_, d in afk})
-        afk_status = [(s, e, str(data[d].get("status"))) for s, e, d in afk]
-        return active_spans(focus, afk_status, start_ms, end_ms), data
+        per_device = self.active_by_device(conn, {0: refs}, start_ms, end_ms)
+        return per_device[0]
+
+    def active_by_device(
+        self,
+        conn: Connection,
+        refs: dict[int, list[BucketRef]],
+        start_ms: int,
+        end_ms: int,
+    ) -> dict[int, tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]]:
+        """:meth:`active` for many devices with one read of their events."""
+        by_bucket = spans(conn, [r for rs in refs.values() for r in rs], start_ms, end_ms)
+        data = self.data(conn, {d for ss in by_bucket.values() for *_, d in ss})
+        out = {}
+        for device, device_refs in refs.items():
+            focus = [sp for r in device_refs if r.type == FOCUS_TYPE for sp in by_bucket[r.id]]
+            afk = [
+                (s, e, str(data[d].get("status")))
+                for r in device_refs
+                if r.type == AFK_TYPE
+                for s, e, d in by_bucket[r.id]
+            ]
+            out[device] = (active_spans(focus, afk, start_ms, end_ms), data)
+        return out
 
     def data(self, conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
         """Payloads by id, through a bounded cache shared by reports and refreshes."""
