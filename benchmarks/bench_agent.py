@@ -5,7 +5,8 @@ the agent with its default intervals (focus/idle every 1 s, host every 30 s).
 A driver switches focus between two windows every 10 s and moves the pointer,
 so the agent does the work a person's day gives it.
 
-    python benchmarks/bench_agent.py --seconds 300
+    python benchmarks/bench_agent.py --seconds 300             # first run: enrolls, then runs
+    python benchmarks/bench_agent.py --seconds 300 --enrolled  # a restarted agent
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from tests.xserver import XServer  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=300)
+    ap.add_argument(
+        "--enrolled", action="store_true", help="measure a restarted, already enrolled agent"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wl-bench-agent-"))
     x = XServer(work)
@@ -35,8 +39,18 @@ def main() -> None:
     secret, _ = prepare_org(db_url)
     server = ServerProcess(db_url, work / "server.log")
     server.start()
-    windows = [x.open_window("main.py — Editor", ("editor", "Editor")), x.open_window("Docs", ("browser", "Browser"))]
+    windows = [
+        x.open_window("main.py — Editor", ("editor", "Editor")),
+        x.open_window("Docs", ("browser", "Browser")),
+    ]
     agent = AgentProcess(server.url, secret, work / "agent", work / "agent.log", env=x.env)
+    if args.enrolled:
+        # Enroll in a first run, then measure a restarted agent: the steady state
+        # of a fleet, where enrollment (and its HTTP client) happened long ago.
+        agent.start()
+        while not (work / "agent" / "token.json").exists():
+            time.sleep(0.2)
+        agent.kill()
     agent.start()
     assert agent.proc is not None
     proc = psutil.Process(agent.proc.pid)
@@ -58,7 +72,9 @@ def main() -> None:
         used = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         print(f"agent over {wall:.0f} s with {switch} focus switches:")
         print(f"  CPU: {100 * used / wall:.2f} % of one core ({used:.2f} s CPU)")
-        print(f"  RSS: median {statistics.median(rss) / 2**20:.1f} MiB, peak {max(rss) / 2**20:.1f} MiB")
+        print(
+            f"  RSS: median {statistics.median(rss) / 2**20:.1f} MiB, peak {max(rss) / 2**20:.1f} MiB"
+        )
         print(f"  threads: {proc.num_threads()}")
     finally:
         agent.kill()
