@@ -22,8 +22,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e.harness import AgentProcess, ServerProcess, prepare_org  # noqa: E402
-from tests.xserver import XServer  # noqa: E402
+from tests.e2e.harness import AgentProcess, ServerProcess, prepare_org
+from tests.xserver import XServer
 
 
 def main() -> None:
@@ -72,9 +72,9 @@ def main() -> None:
         used = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         print(f"agent over {wall:.0f} s with {switch} focus switches:")
         print(f"  CPU: {100 * used / wall:.2f} % of one core ({used:.2f} s CPU)")
-        print(
-            f"  RSS: median {statistics.median(rss) / 2**20:.1f} MiB, peak {max(rss) / 2**20:.1f} MiB"
-        )
+        mib = 2**20
+        median, peak = statistics.median(rss) / mib, max(rss) / mib
+        print(f"  RSS: median {median:.1f} MiB, peak {peak:.1f} MiB")
         print(f"  threads: {proc.num_threads()}")
     finally:
         agent.kill()
