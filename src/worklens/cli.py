@@ -67,14 +67,25 @@ def main() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 8420).")
 @click.option("--db", default=None, help=DB_HELP)
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port; one per core spreads decoding and validation.",
+)
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info"
 )
-def server(host: str | None, port: int | None, db: str | None, log_level: str) -> None:
+def server(
+    host: str | None, port: int | None, db: str | None, workers: int, log_level: str
+) -> None:
     """Run the server (HTTP API, agent WebSocket, dashboard)."""
     import uvicorn
 
     from worklens.server.app import create_app
     from worklens.server.settings import ServerSettings
+    from worklens.server.store import migrate
+    from worklens.server.store.db import Database
 
     overrides: dict[str, Any] = {}
     if host:
@@ -85,10 +96,22 @@ def server(host: str | None, port: int | None, db: str | None, log_level: str) -
         overrides["database_url"] = db
     settings = ServerSettings(**overrides)
     _setup_logging(log_level)
-    app = create_app(settings)
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=log_level, proxy_headers=True
-    )
+    run = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+        "proxy_headers": True,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **run)
+        return
+    # Several processes: migrate once here, and hand the settings to the
+    # workers through the environment, where ServerSettings reads them.
+    database = Database(settings.database_url)
+    migrate.upgrade(database)
+    database.dispose()
+    os.environ["WORKLENS_DATABASE_URL"] = settings.database_url
+    uvicorn.run("worklens.server.app:create_worker_app", factory=True, workers=workers, **run)
 
 
 @main.group()

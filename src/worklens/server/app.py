@@ -62,3 +62,8 @@ def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = Tru
     for module in (health, enroll, ingest, agent_ws, reports, devices, pages):
         app.include_router(module.router)
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """Entry point for each process of `worklens server --workers N` (the parent migrated)."""
+    return create_app(ServerSettings(), migrate_db=False)
