@@ -96,7 +96,7 @@ def server(
         overrides["database_url"] = db
     settings = ServerSettings(**overrides)
     _setup_logging(log_level)
-    run = {
+    run: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": log_level,
