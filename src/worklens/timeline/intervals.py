@@ -33,9 +33,18 @@ def flatten(spans: Iterable[tuple[int, int, V]]) -> list[tuple[int, int, V]]:
     )
     if not items:
         return []
+    if all(a[1] <= b[0] for a, b in itertools.pairwise(items)):
+        # The usual case (one well-behaved stream): nothing overlaps, only join.
+        out: list[tuple[int, int, V]] = []
+        for s, e, _, v in items:
+            if out and out[-1][1] == s and out[-1][2] == v:
+                out[-1] = (out[-1][0], e, v)
+            else:
+                out.append((s, e, v))
+        return out
     points = sorted({p for s, e, _, _ in items for p in (s, e)})
     heap: list[tuple[int, int, int, V]] = []  # (-start, -index, end, value)
-    out: list[tuple[int, int, V]] = []
+    out = []
     j = 0
     for p, q in itertools.pairwise(points):
         while j < len(items) and items[j][0] <= p:

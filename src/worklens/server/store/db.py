@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._write_lock = threading.Lock()
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 _create_private(Path(self.url.database))
@@ -34,9 +36,14 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A transaction that will write: on SQLite it takes the write lock up front,
         so two writers queue on busy_timeout instead of failing on lock upgrade."""
-        with self.engine.connect() as conn:
-            if self.is_sqlite:
-                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        if not self.is_sqlite:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        # SQLite has one writer at a time anyway; queueing this process's
+        # writers on a lock is cheaper than SQLite's sleep-and-retry busy wait.
+        with self._write_lock, self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
 

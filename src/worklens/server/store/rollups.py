@@ -109,21 +109,12 @@ class Rollups:
                     totals[key] = totals.get(key, 0) + ms
 
         _delete_periods(conn, device_id, RES_HOUR, sorted(hours))
-        if totals:
-            conn.execute(
-                rollups.insert(),
-                [
-                    {
-                        "res": RES_HOUR,
-                        "dim": d,
-                        "period_s": h,
-                        "device_id": device_id,
-                        "key_id": k,
-                        "active_ms": ms,
-                    }
-                    for (h, d, k), ms in totals.items()
-                ],
-            )
+        self.db.bulk_insert(
+            conn,
+            rollups,
+            ("res", "dim", "period_s", "device_id", "key_id", "active_ms"),
+            [(RES_HOUR, d, h, device_id, k, ms) for (h, d, k), ms in totals.items()],
+        )
         days = sorted({h - h % DAY_S for h in hours})
         _delete_periods(conn, device_id, RES_DAY, days)
         for day in days:
