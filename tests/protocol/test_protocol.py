@@ -82,7 +82,9 @@ def test_decompression_is_bounded() -> None:
     with pytest.raises(codec.PayloadTooLarge):
         codec.inflate(bomb, max_size=1024 * 1024)
     # Frames without a content size (streamed) are bounded too.
-    streamed = zstandard.ZstdCompressor(write_content_size=False).compress(b"\0" * (4 * 1024 * 1024))
+    streamed = zstandard.ZstdCompressor(write_content_size=False).compress(
+        b"\0" * (4 * 1024 * 1024)
+    )
     with pytest.raises(codec.PayloadTooLarge):
         codec.inflate(streamed, max_size=1024)
     assert codec.inflate(zstandard.ZstdCompressor().compress(b"abc"), 3) == b"abc"
