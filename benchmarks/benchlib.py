@@ -14,13 +14,10 @@ from __future__ import annotations
 import math
 import os
 import random
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,24 +30,9 @@ OUT = HERE / "out"
 
 # --- PostgreSQL ----------------------------------------------------------------
 
-PG_ROLE = "worklens"
-PG_SUPERUSER = "postgres"
-PG_SERVER_USER = "postgres"
-
-
-def find_pg_bindir() -> Path | None:
-    root = Path("/usr/lib/postgresql")
-    found: list[tuple[int, Path]] = []
-    if root.is_dir():
-        for entry in root.iterdir():
-            if entry.name.isdigit() and (entry / "bin" / "initdb").is_file():
-                found.append((int(entry.name), entry / "bin"))
-    if found:
-        return max(found)[1]
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        return Path(initdb).resolve().parent
-    return None
+# The throwaway cluster is the test suite's own (tests/pg.py).
+sys.path.insert(0, str(HERE.parent))
+from tests.pg import PgCluster, PgUnavailable, find_pg_bindir  # noqa: E402
 
 
 def free_port() -> int:
@@ -60,94 +42,32 @@ def free_port() -> int:
 
 
 class PgServer:
-    """A private PostgreSQL cluster. ``durable``: fsync on and full page writes
-    (only ``synchronous_commit = off``, which is what SQLite's WAL+NORMAL gives
-    too: a crash may lose the last commits, never consistency)."""
+    """A private, durable PostgreSQL cluster: the test suite's ``PgCluster`` with
+    fsync and full page writes on (see its docstring)."""
 
     def __init__(self, durable: bool = True, extra_conf: str = "") -> None:
         bindir = find_pg_bindir()
         if bindir is None:
             raise SystemExit("PostgreSQL not installed: apt-get install postgresql")
-        self.bindir = bindir
-        self.durable = durable
-        self.extra_conf = extra_conf
-        self.owner: tuple[int, int] | None = None
-        base = tempfile.gettempdir()
-        if os.geteuid() == 0:
-            import pwd
-
-            entry = pwd.getpwnam(PG_SERVER_USER)
-            self.owner = (entry.pw_uid, entry.pw_gid)
-            base = "/tmp"
-        self.dir = Path(tempfile.mkdtemp(prefix="worklens-bench-pg-", dir=base))
-        self.data = self.dir / "data"
-        self.log = self.dir / "server.log"
-        self.port = 0
-        self.superuser_password = secrets.token_hex(16)
-        self.password = secrets.token_hex(16)
-        self._give(self.dir)
-
-    def _give(self, path: Path) -> None:
-        if self.owner is not None:
-            os.chown(path, *self.owner)
-
-    def _run(self, *args: str) -> None:
-        cmd = [str(self.bindir / args[0]), *args[1:]]
-        if self.owner is not None:
-            cmd = ["runuser", "-u", PG_SERVER_USER, "--", *cmd]
-        r = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stdout}{r.stderr}\n{tail}")
+        try:
+            self.cluster = PgCluster(bindir, durable=durable, extra_conf=extra_conf)
+        except PgUnavailable as exc:
+            raise SystemExit(str(exc)) from None
 
     def start(self) -> str:
         """initdb, start, create the role and database; returns the SQLAlchemy URL."""
-        pwfile = self.dir / "pwfile"
-        pwfile.write_text(self.superuser_password + "\n")
-        self._give(pwfile)
-        pwfile.chmod(0o600)
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-U",
-            PG_SUPERUSER,
-            f"--pwfile={pwfile}",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--no-locale",
-            "--encoding=UTF8",
-            "--no-sync",
-        )
-        pwfile.unlink()
-        sockdir = self.dir / "sock"
-        sockdir.mkdir()
-        self._give(sockdir)
-        self.port = free_port()
-        durability = (
-            "synchronous_commit = off\n"
-            if self.durable
-            else "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-        )
-        conf = self.data / "postgresql.auto.conf"
-        conf.write_text(
-            f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-            f"unix_socket_directories = '{sockdir}'\nmax_connections = 100\n"
-            f"{durability}{self.extra_conf}"
-        )
-        self._give(conf)
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
-        self.admin(
-            f"CREATE ROLE {PG_ROLE} LOGIN CREATEDB PASSWORD '{self.password}'",
-            f"CREATE DATABASE worklens OWNER {PG_ROLE}",
-        )
-        return self.url(PG_ROLE, self.password, "worklens")
+        self.cluster.init()
+        self.cluster.start()
+        return self.cluster.create_app_database()
+
+    def admin(self, *statements: str) -> None:
+        self.cluster.admin(*statements)
 
     def cpu_seconds(self) -> float:
         """CPU time of the postmaster and all its live children (backends, walwriter...)."""
         import psutil
 
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        pid = int((self.cluster.data / "postmaster.pid").read_text().split()[0])
         root = psutil.Process(pid)
         total = 0.0
         for p in [root, *root.children(recursive=True)]:
@@ -158,30 +78,11 @@ class PgServer:
                 pass
         return total
 
-    def url(self, user: str, password: str, database: str) -> str:
-        return f"postgresql+psycopg://{user}:{password}@127.0.0.1:{self.port}/{database}"
-
-    def admin(self, *statements: str) -> None:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(
-            self.url(PG_SUPERUSER, self.superuser_password, "postgres"),
-            isolation_level="AUTOCOMMIT",
-        )
-        try:
-            with engine.connect() as conn:
-                for s in statements:
-                    conn.execute(sqlalchemy.text(s))
-        finally:
-            engine.dispose()
-
     def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            try:
-                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-            except RuntimeError:
-                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.cluster.stop()
+        finally:
+            self.cluster.remove()
 
 
 # --- database sizes --------------------------------------------------------------

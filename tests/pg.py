@@ -65,11 +65,23 @@ def _free_port() -> int:
         return port
 
 
-class _Server:
-    """One PostgreSQL cluster in its own directory, run as an unprivileged user."""
+class PgUnavailable(RuntimeError):
+    """PostgreSQL cannot be run here; the message says what is missing."""
 
-    def __init__(self, bindir: Path) -> None:
+
+class PgCluster:
+    """One PostgreSQL cluster in its own directory, run as an unprivileged user.
+
+    ``durable=False`` (tests) turns fsync and full page writes off: the data is
+    thrown away. The benchmarks use ``durable=True``, which keeps them on and
+    only sets ``synchronous_commit = off``, the same promise as SQLite's WAL +
+    NORMAL: a crash may lose the last commits, never consistency.
+    """
+
+    def __init__(self, bindir: Path, *, durable: bool = False, extra_conf: str = "") -> None:
         self.bindir = bindir
+        self.durable = durable
+        self.extra_conf = extra_conf
         # (uid, gid) of the user the server runs as when we are root; None: as us.
         self.owner: tuple[int, int] | None = None
         base = tempfile.gettempdir()
@@ -79,11 +91,11 @@ class _Server:
             try:
                 entry = pwd.getpwnam(SERVER_USER)
             except KeyError:
-                pytest.skip(
+                raise PgUnavailable(
                     f"running as root and there is no {SERVER_USER!r} user to run PostgreSQL"
-                )
+                ) from None
             if shutil.which("runuser") is None:
-                pytest.skip("running as root and runuser (util-linux) is missing")
+                raise PgUnavailable("running as root and runuser (util-linux) is missing")
             self.owner = (entry.pw_uid, entry.pw_gid)
             # TMPDIR may point into /root, which the postgres user cannot enter.
             base = "/tmp"
@@ -157,11 +169,11 @@ class _Server:
                 f"port = {self.port}\n"
                 "listen_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{sockdir}'\n"
-                # Durability is pointless for a server deleted after the session.
-                "fsync = off\n"
                 "synchronous_commit = off\n"
-                "full_page_writes = off\n"
                 "max_connections = 200\n"
+                # Durability is pointless for a server deleted after the session.
+                + ("" if self.durable else "fsync = off\nfull_page_writes = off\n")
+                + self.extra_conf
             )
             self._give(conf)
             try:
@@ -192,6 +204,18 @@ class _Server:
     def url(self, user: str, password: str, database: str) -> str:
         return f"postgresql+psycopg://{user}:{password}@127.0.0.1:{self.port}/{database}"
 
+    def admin(self, *statements: str) -> None:
+        """Run statements as the superuser, outside a transaction."""
+        _admin_execute(self.url(SUPERUSER, self.superuser_password, "postgres"), *statements)
+
+    def create_app_database(self) -> str:
+        """Create the test role and database; returns their SQLAlchemy URL."""
+        self.admin(
+            f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{self.password}'",
+            f"CREATE DATABASE {DATABASE} OWNER {ROLE}",
+        )
+        return self.url(ROLE, self.password, DATABASE)
+
 
 def _admin_execute(url: str, *statements: str) -> None:
     """Run statements that must not be inside a transaction (CREATE DATABASE)."""
@@ -211,19 +235,18 @@ def postgres_url() -> Iterator[str]:
     bindir = find_pg_bindir()
     if bindir is None:
         pytest.skip(INSTALL_HINT)
-    server = _Server(bindir)
+    try:
+        server = PgCluster(bindir)
+    except PgUnavailable as exc:
+        pytest.skip(str(exc))
     try:
         started = time.monotonic()
         server.init()
         server.start()
-        _admin_execute(
-            server.url(SUPERUSER, server.superuser_password, "postgres"),
-            f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{server.password}'",
-            f"CREATE DATABASE {DATABASE} OWNER {ROLE}",
-        )
+        url = server.create_app_database()
         global startup_seconds
         startup_seconds = time.monotonic() - started
-        yield server.url(ROLE, server.password, DATABASE)
+        yield url
     finally:
         try:
             server.stop()

@@ -379,7 +379,7 @@ def up(port: int, data_dir: Path | None, no_agent: bool) -> None:
     secret = local["enroll_secret"]
     click.echo(f"enroll more agents with: worklens agent --server {base} --enroll-secret {secret}")
     try:
-        app = create_app(ServerSettings(database_url=url, port=port))
+        app = create_app(ServerSettings(database_url=url, port=port), migrate_db=False)
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
     finally:
         if agent_proc is not None:

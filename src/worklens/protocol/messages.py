@@ -99,8 +99,6 @@ class HeartbeatEvent(_EventBase):
 
 
 Event = Annotated[FocusEvent | AfkEvent | HostEvent | HeartbeatEvent, Field(discriminator="kind")]
-EventKind = Literal["focus", "afk", "host", "heartbeat"]
-EVENT_KINDS: tuple[str, ...] = ("focus", "afk", "host", "heartbeat")
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 

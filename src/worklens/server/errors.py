@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from worklens.protocol.codec import DecodeError, PayloadTooLarge
+from worklens.protocol.messages import ErrorBody
 
 
 class ApiError(Exception):
@@ -43,19 +44,19 @@ def error_for(exc: Exception) -> ApiError:
     raise exc
 
 
+def _body(error: str, detail: Any = None) -> dict[str, Any]:
+    return ErrorBody(error=error, detail=detail).model_dump(mode="json")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            {"error": exc.error, "detail": exc.detail}, exc.status, headers=exc.headers
-        )
+        return JSONResponse(_body(exc.error, exc.detail), exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid request", "detail": validation_detail(exc)}, 422)
+        return JSONResponse(_body("invalid request", validation_detail(exc)), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": str(exc.detail), "detail": None}, exc.status_code, headers=exc.headers
-        )
+        return JSONResponse(_body(str(exc.detail)), exc.status_code, headers=exc.headers)

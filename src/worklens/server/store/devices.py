@@ -139,7 +139,3 @@ def list_devices(conn: Connection, org_id: int) -> list[dict[str, Any]]:
         .order_by(devices.c.hostname, devices.c.id)
     ).all()
     return [dict(r._mapping) for r in rows]
-
-
-def device_ids(conn: Connection, org_id: int) -> list[int]:
-    return [r.id for r in conn.execute(select(devices.c.id).where(devices.c.org_id == org_id))]

@@ -48,9 +48,6 @@ class Rollups:
         self._key_ids: dict[tuple[str, str], int] = {}
         self._data: dict[int, dict[str, Any]] = {}
 
-    def pending(self, conn: Connection) -> int:
-        return int(conn.execute(select(func.count()).select_from(rollup_dirty)).scalar_one())
-
     def refresh(
         self,
         device_ids: Sequence[int] | None = None,
