@@ -21,12 +21,20 @@ from worklens.server.web import pages
 log = logging.getLogger(__name__)
 
 
+def _refresh_if_first(services: Services) -> None:
+    # With several server processes only one refreshes at a time: the others
+    # would only compute the same hours again and throw the work away.
+    with services.db.exclusive("rollup-refresh") as got:
+        if got:
+            services.rollups.refresh()
+
+
 async def _refresh_rollups(services: Services) -> None:
     """Keep rollups close to live so reports rarely have to catch up themselves."""
     while True:
         await asyncio.sleep(services.settings.rollup_interval_s)
         try:
-            await run_in_threadpool(services.rollups.refresh)
+            await run_in_threadpool(_refresh_if_first, services)
         except Exception:  # keep the loop alive; the next round retries
             log.exception("rollup refresh failed")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -358,12 +359,18 @@ class EventWriter:
         return len(fresh), len(hosts) - len(fresh)
 
     def _mark_dirty(self, conn: Connection, device_id: int, hours: Iterable[int]) -> None:
+        # A fresh random gen, not a counter: a counter restarts when a refresh
+        # deletes the mark, and a refresh that read the old mark would then
+        # mistake the new one for it (see Rollups._store).
+        gen = secrets.randbits(62)
         stmt: Any = self.db.insert(rollup_dirty)
         stmt = stmt.on_conflict_do_update(
             index_elements=[rollup_dirty.c.device_id, rollup_dirty.c.hour_s],
-            set_={"gen": rollup_dirty.c.gen + 1},
+            set_={"gen": stmt.excluded.gen},
         )
-        conn.execute(stmt, [{"device_id": device_id, "hour_s": h, "gen": 0} for h in sorted(hours)])
+        conn.execute(
+            stmt, [{"device_id": device_id, "hour_s": h, "gen": gen} for h in sorted(hours)]
+        )
 
 
 def _clusters(sorted_values: list[int], gap: int) -> list[tuple[int, int]]:

@@ -55,7 +55,8 @@ class Rollups:
         end_s: int | None = None,
         limit: int = 20_000,
     ) -> int:
-        """Recompute dirty hours (optionally only some devices and hours); returns how many."""
+        """Recompute dirty hours (optionally only some devices and hours); returns
+        how many were brought up to date."""
         done = 0
         while True:
             with self.db.read() as conn:
@@ -72,45 +73,76 @@ class Rollups:
             if not rows:
                 return done
             for device_id, group in itertools.groupby(rows, key=lambda r: r.device_id):
-                marks = [(r.hour_s, r.gen) for r in group]
+                marks = {r.hour_s: r.gen for r in group}
+                # The expensive part (reading events, the interval algebra) runs in
+                # a read transaction, so ingest keeps writing meanwhile; only the
+                # short replacement of rows below holds the write lock.
+                with self.db.read() as conn:
+                    totals = self._compute(conn, device_id, list(marks))
                 new_keys: dict[tuple[str, str], int] = {}
                 with self.db.write() as conn:
-                    self._recompute(conn, device_id, marks, new_keys)
+                    done += self._store(conn, device_id, marks, totals, new_keys)
                 with self._lock:
                     self._key_ids.update(new_keys)
-                done += len(marks)
             if len(rows) < limit:
                 return done
 
-    def _recompute(
-        self,
-        conn: Connection,
-        device_id: int,
-        marks: list[tuple[int, int]],
-        new_keys: dict[tuple[str, str], int],
-    ) -> None:
-        if conn.dialect.name == "postgresql":
-            # Two refreshes of one device (background and a report, or two server
-            # instances) would both delete-then-insert the same rows; take turns.
-            # SQLite needs nothing: its write transactions are already serial.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": device_id})
+    def _compute(
+        self, conn: Connection, device_id: int, hours: list[int]
+    ) -> dict[tuple[int, int, str], int]:
+        """Active ms per (hour, dim, key value) of those hours, from raw events."""
         refs = device_buckets(conn, device_id)
-        hours = [h for h, _ in marks]
-        totals: dict[tuple[int, int, int], int] = {}  # (hour_s, dim, key_id) -> ms
+        totals: dict[tuple[int, int, str], int] = {}
         for run_start, run_end in _runs(hours):
             active, data = self.active(conn, refs, run_start * 1000, run_end * 1000)
             for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
                 for dim, value in focus_keys(data[data_id]).items():
-                    key_id = self._key_id(conn, dim, value, new_keys)
-                    key = (period_ms // 1000, DIM_CODES[dim], key_id)
+                    key = (period_ms // 1000, DIM_CODES[dim], value)
                     totals[key] = totals.get(key, 0) + ms
+        return totals
 
-        _delete_periods(conn, device_id, RES_HOUR, sorted(hours))
+    def _store(
+        self,
+        conn: Connection,
+        device_id: int,
+        marks: dict[int, int],
+        totals: dict[tuple[int, int, str], int],
+        new_keys: dict[tuple[str, str], int],
+    ) -> int:
+        """Replace the rollup rows of the hours still marked as they were when read.
+
+        An hour re-marked since (new events arrived) or already cleared (another
+        refresh got there first, possibly with newer data) is left alone: the
+        mark, if any, brings it back. Checked and written in one transaction, so
+        a slow refresh can never overwrite a newer one's rows.
+        """
+        if conn.dialect.name == "postgresql":
+            # Serialise refreshes of one device (background, reports, other server
+            # processes); SQLite's write transactions are serial already.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": device_id})
+        current: dict[int, int] = {}
+        for chunk in _chunks(sorted(marks), 500):
+            current.update(
+                conn.execute(
+                    select(rollup_dirty.c.hour_s, rollup_dirty.c.gen).where(
+                        rollup_dirty.c.device_id == device_id,
+                        rollup_dirty.c.hour_s.in_(chunk),
+                    )
+                ).all()
+            )
+        hours = sorted(h for h, gen in marks.items() if current.get(h) == gen)
+        if not hours:
+            return 0
+        valid = set(hours)
+        dims = {code: dim for dim, code in DIM_CODES.items()}
+        rows = [
+            (RES_HOUR, d, h, device_id, self._key_id(conn, dims[d], value, new_keys), ms)
+            for (h, d, value), ms in totals.items()
+            if h in valid
+        ]
+        _delete_periods(conn, device_id, RES_HOUR, hours)
         self.db.bulk_insert(
-            conn,
-            rollups,
-            ("res", "dim", "period_s", "device_id", "key_id", "active_ms"),
-            [(RES_HOUR, d, h, device_id, k, ms) for (h, d, k), ms in totals.items()],
+            conn, rollups, ("res", "dim", "period_s", "device_id", "key_id", "active_ms"), rows
         )
         days = sorted({h - h % DAY_S for h in hours})
         _delete_periods(conn, device_id, RES_DAY, days)
@@ -138,14 +170,16 @@ class Rollups:
                     ["res", "dim", "period_s", "device_id", "key_id", "active_ms"], day_sum
                 )
             )
-        # Only clear marks nobody re-set while we worked (gen unchanged).
-        for chunk in _chunks(marks, 400):
+        # The gen condition matters on PostgreSQL, where ingest may re-mark an
+        # hour between the check above and here (it does not take the lock).
+        for chunk in _chunks([(h, marks[h]) for h in hours], 400):
             conn.execute(
                 delete(rollup_dirty).where(
                     rollup_dirty.c.device_id == device_id,
                     tuple_(rollup_dirty.c.hour_s, rollup_dirty.c.gen).in_(chunk),
                 )
             )
+        return len(hours)
 
     def _key_id(
         self, conn: Connection, dim: str, value: str, new_keys: dict[tuple[str, str], int]

@@ -169,12 +169,14 @@ rollups = Table(
     sqlite_with_rowid=False,
 )
 
-# Hours whose rollups must be recomputed; gen detects a re-mark during a refresh.
+# Hours whose rollups must be recomputed. gen is a random number set anew by
+# every ingest that touches the hour, so a refresh can tell whether the hour
+# changed while it computed, even across a delete and re-insert of the mark.
 rollup_dirty = Table(
     "rollup_dirty",
     metadata,
     Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
     Column("hour_s", BigInteger, primary_key=True),
-    Column("gen", Integer, nullable=False, server_default="0"),
+    Column("gen", BigInteger, nullable=False, server_default="0"),
     sqlite_with_rowid=False,
 )

@@ -184,7 +184,7 @@ def upgrade() -> None:
             "device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("hour_s", sa.BigInteger(), nullable=False),
-        sa.Column("gen", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("gen", sa.BigInteger(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(
             ["device_id"],
             ["devices.id"],
