@@ -32,7 +32,9 @@ OUT = HERE / "out"
 
 # The throwaway cluster is the test suite's own (tests/pg.py).
 sys.path.insert(0, str(HERE.parent))
-from tests.pg import PgCluster, PgUnavailable, find_pg_bindir  # noqa: E402
+from tests.pg import ROLE, PgCluster, PgUnavailable, find_pg_bindir  # noqa: E402
+
+PG_ROLE = ROLE  # the role that owns databases in the cluster
 
 
 def free_port() -> int:

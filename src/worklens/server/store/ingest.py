@@ -7,7 +7,7 @@ import json
 import secrets
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, bindparam, case, select, update
@@ -16,6 +16,7 @@ from worklens.protocol.messages import (
     AfkEvent,
     Batch,
     FocusEvent,
+    HeartbeatData,
     HeartbeatEvent,
     HostEvent,
     IngestResult,
@@ -59,6 +60,43 @@ def hours_between(start_ms: int, end_ms: int) -> range:
     return range(first * 3600, (last + 1) * 3600, 3600)
 
 
+class _Stream:
+    """One kind's events of a batch, reduced to rows before the transaction."""
+
+    __slots__ = ("count", "payloads", "rows", "unknown")
+
+    def __init__(self) -> None:
+        self.count = 0
+        # event id -> [start_ms, duration_ms, payload key]; within one batch the
+        # same event may appear twice (a merge re-sent before the first send was
+        # acknowledged): the longest copy wins.
+        self.rows: dict[bytes, list[Any]] = {}
+        self.payloads: dict[object, BaseModel] = {}
+        self.unknown: dict[object, tuple[bytes, str]] = {}  # key -> (hash, canonical JSON)
+
+    def add(self, e: FocusEvent | AfkEvent) -> None:
+        self.count += 1
+        # A plain tuple: hashing and comparing it is several times cheaper than
+        # a pydantic model's __hash__/__eq__, and this runs per event.
+        key = (type(e.data), *e.data.__dict__.values())
+        self.payloads.setdefault(key, e.data)
+        uid = e.id.bytes
+        dur = to_ms(e.duration)
+        prev = self.rows.get(uid)
+        if prev is None:
+            self.rows[uid] = [round(e.start.timestamp() * 1000), dur, key]
+        elif dur > prev[1]:
+            prev[1], prev[2] = dur, key
+
+
+class _Prepared(NamedTuple):
+    streams: dict[str, _Stream]
+    hosts: dict[int, dict[str, Any]]  # ts_ms -> host_samples row without device_id
+    host_count: int
+    last_beat: HeartbeatData | None
+    beat_count: int
+
+
 class EventWriter:
     """Stores batches. Holds per-process caches of ids that only ever get added
     (bucket and payload ids), filled after commit so a rolled-back transaction
@@ -76,6 +114,9 @@ class EventWriter:
                 del self._buckets[key]
 
     def ingest(self, device: DeviceAuth, batch: Batch, now_ms: int) -> IngestResult:
+        # Everything that needs no database is done before the transaction: with
+        # SQLite every writer of every server process queues for that lock.
+        prepared = self._prepare(batch)
         new_buckets: dict[tuple[int, str], tuple[int, int]] = {}
         new_data: dict[object, int] = {}
         with self.db.write() as conn:
@@ -87,7 +128,7 @@ class EventWriter:
             ).first()
             if seen is not None:
                 return IngestResult(accepted=0, duplicates=len(batch.events))
-            result = self._write(conn, device, batch, now_ms, new_buckets, new_data)
+            result = self._write(conn, device, prepared, now_ms, new_buckets, new_data)
             conn.execute(
                 ingest_batches.insert().values(
                     device_id=device.id,
@@ -104,41 +145,55 @@ class EventWriter:
             self._data_ids.update(new_data)
         return result
 
+    def _prepare(self, batch: Batch) -> _Prepared:
+        streams: dict[str, _Stream] = {}
+        hosts: dict[int, dict[str, Any]] = {}
+        beats: list[HeartbeatEvent] = []
+        host_count = 0
+        for e in batch.events:
+            if isinstance(e, FocusEvent | AfkEvent):
+                stream = streams.get(e.kind)
+                if stream is None:
+                    stream = streams[e.kind] = _Stream()
+                stream.add(e)
+            elif isinstance(e, HostEvent):
+                host_count += 1
+                ts = round(e.start.timestamp() * 1000)
+                hosts[ts] = {"ts_ms": ts, **e.data.model_dump()}
+            else:
+                beats.append(e)
+        for stream in streams.values():
+            # Payloads this process has stored before need no JSON and no hash.
+            for key, payload in stream.payloads.items():
+                if key not in self._data_ids:
+                    text = canonical_json(payload.model_dump())
+                    stream.unknown[key] = (data_hash(text), text)
+        return _Prepared(streams, hosts, host_count, beats[-1].data if beats else None, len(beats))
+
     def _write(
         self,
         conn: Connection,
         device: DeviceAuth,
-        batch: Batch,
+        prepared: _Prepared,
         now_ms: int,
         new_buckets: dict[tuple[int, str], tuple[int, int]],
         new_data: dict[object, int],
     ) -> IngestResult:
-        streams: dict[str, list[FocusEvent | AfkEvent]] = {}
-        hosts: list[HostEvent] = []
-        beats: list[HeartbeatEvent] = []
-        for e in batch.events:
-            if isinstance(e, FocusEvent | AfkEvent):
-                streams.setdefault(e.kind, []).append(e)
-            elif isinstance(e, HostEvent):
-                hosts.append(e)
-            else:
-                beats.append(e)
-
         accepted = duplicates = updated = 0
         dirty: set[int] = set()
-        for kind, evs in streams.items():
+        for kind, stream in prepared.streams.items():
             bucket_id = self._bucket(conn, device, kind, now_ms, new_buckets)
-            data_ids = self._data_ids_for(conn, [e.data for e in evs], new_data)
+            data_ids = self._data_ids_for(conn, stream, new_data)
             a, d, u = self._store_stream(
-                conn, device.id, kind, bucket_id, evs, data_ids, dirty, new_buckets
+                conn, device.id, kind, bucket_id, stream, data_ids, dirty, new_buckets
             )
             accepted, duplicates, updated = accepted + a, duplicates + d, updated + u
-        if hosts:
-            a, d = self._store_hosts(conn, device.id, hosts)
+        if prepared.host_count:
+            a, d = self._store_hosts(conn, device.id, prepared.hosts, prepared.host_count)
             accepted, duplicates = accepted + a, duplicates + d
         if dirty:
             self._mark_dirty(conn, device.id, dirty)
-        last = beats[-1].data if beats else None
+        last = prepared.last_beat
         devices_store.touch(
             conn,
             device.id,
@@ -148,7 +203,7 @@ class EventWriter:
             dropped=last.dropped if last else None,
         )
         # Heartbeats are liveness, not history: applied, counted, not stored.
-        accepted += len(beats)
+        accepted += prepared.beat_count
         return IngestResult(accepted=accepted, duplicates=duplicates, updated=updated)
 
     def _bucket(
@@ -187,22 +242,21 @@ class EventWriter:
         return int(row.id)
 
     def _data_ids_for(
-        self, conn: Connection, payloads: list[BaseModel], new_data: dict[object, int]
-    ) -> list[int]:
-        """Row id of each payload, inserting the ones never seen before."""
-        out: list[int | None] = []
-        keys: list[tuple[object, ...]] = []
-        missing: dict[bytes, tuple[str, list[int]]] = {}
-        for i, p in enumerate(payloads):
-            # A plain tuple: hashing and comparing it is several times cheaper
-            # than a pydantic model's __hash__/__eq__, and this runs per event.
-            key = (type(p), *p.__dict__.values())
-            keys.append(key)
+        self, conn: Connection, stream: _Stream, new_data: dict[object, int]
+    ) -> dict[object, int]:
+        """Row id of each payload of the stream, inserting the ones never seen before."""
+        ids: dict[object, int] = {}
+        missing: dict[bytes, tuple[str, list[object]]] = {}
+        for key in stream.payloads:
             known = new_data.get(key) or self._data_ids.get(key)
-            out.append(known)
-            if known is None:
-                text = canonical_json(p.model_dump())
-                missing.setdefault(data_hash(text), (text, []))[1].append(i)
+            if known is not None:
+                ids[key] = known
+                continue
+            found = stream.unknown.get(key)
+            if found is None:  # evicted from the cache since _prepare
+                text = canonical_json(stream.payloads[key].model_dump())
+                found = (data_hash(text), text)
+            missing.setdefault(found[0], (found[1], []))[1].append(key)
         if missing:
             # Sorted: concurrent batches then lock new rows in the same order, so
             # PostgreSQL never sees two of them wait on each other (deadlock).
@@ -215,11 +269,9 @@ class EventWriter:
                 for row in conn.execute(
                     select(event_data.c.id, event_data.c.hash).where(event_data.c.hash.in_(chunk))
                 ):
-                    for i in missing[bytes(row.hash)][1]:
-                        out[i] = row.id
-                        new_data[keys[i]] = row.id
-        ids = [x for x in out if x is not None]
-        if len(ids) != len(out):
+                    for key in missing[bytes(row.hash)][1]:
+                        ids[key] = new_data[key] = row.id
+        if len(ids) != len(stream.payloads):
             raise RuntimeError("an event payload row vanished during ingest")
         return ids
 
@@ -229,53 +281,32 @@ class EventWriter:
         device_id: int,
         kind: str,
         bucket_id: int,
-        evs: list[FocusEvent | AfkEvent],
-        data_ids: list[int],
+        stream: _Stream,
+        data_ids: dict[object, int],
         dirty: set[int],
         new_buckets: dict[tuple[int, str], tuple[int, int]],
     ) -> tuple[int, int, int]:
-        # Within one batch the same event may appear twice (a merge re-sent before
-        # the first send was acknowledged): the longest copy wins.
-        rows: dict[bytes, dict[str, Any]] = {}
-        for e, data_id in zip(evs, data_ids, strict=True):
-            uid = e.id.bytes
-            dur = to_ms(e.duration)
-            prev = rows.get(uid)
-            if prev is None or dur > prev["duration_ms"]:
-                start_ms = prev["start_ms"] if prev else round(e.start.timestamp() * 1000)
-                rows[uid] = {
-                    "bucket_id": bucket_id,
-                    "start_ms": start_ms,
-                    "uid": uid,
-                    "duration_ms": dur,
-                    "data_id": data_id,
-                }
-        duplicates = len(evs) - len(rows)
-        existing = self._existing(
-            conn, bucket_id, [(r["start_ms"], uid) for uid, r in rows.items()]
-        )
-        fresh: list[dict[str, Any]] = []
+        rows = stream.rows
+        duplicates = stream.count - len(rows)
+        existing = self._existing(conn, bucket_id, [(r[0], uid) for uid, r in rows.items()])
+        fresh: list[tuple[int, int, bytes, int, int]] = []
         longer: list[dict[str, Any]] = []
-        for uid, r in rows.items():
-            old = existing.get((r["start_ms"], uid))
+        longest = 0
+        for uid, (start_ms, dur, key) in rows.items():
+            old = existing.get((start_ms, uid))
             if old is None:
-                fresh.append(r)
-                dirty.update(hours_between(r["start_ms"], r["start_ms"] + r["duration_ms"]))
-            elif r["duration_ms"] > old:
-                longer.append(r)
-                dirty.update(hours_between(r["start_ms"] + old, r["start_ms"] + r["duration_ms"]))
+                fresh.append((bucket_id, start_ms, uid, dur, data_ids[key]))
+                dirty.update(hours_between(start_ms, start_ms + dur))
+            elif dur > old:
+                longer.append({"b_start": start_ms, "b_uid": uid, "b_dur": dur})
+                dirty.update(hours_between(start_ms + old, start_ms + dur))
             else:
                 duplicates += 1
-        if fresh:
-            self.db.bulk_insert(
-                conn,
-                events,
-                ("bucket_id", "start_ms", "uid", "duration_ms", "data_id"),
-                [
-                    (bucket_id, r["start_ms"], r["uid"], r["duration_ms"], r["data_id"])
-                    for r in fresh
-                ],
-            )
+                continue
+            longest = max(longest, dur)
+        self.db.bulk_insert(
+            conn, events, ("bucket_id", "start_ms", "uid", "duration_ms", "data_id"), fresh
+        )
         if longer:
             conn.execute(
                 update(events)
@@ -285,12 +316,8 @@ class EventWriter:
                     events.c.uid == bindparam("b_uid"),
                 )
                 .values(duration_ms=bindparam("b_dur")),
-                [
-                    {"b_start": r["start_ms"], "b_uid": r["uid"], "b_dur": r["duration_ms"]}
-                    for r in longer
-                ],
+                longer,
             )
-        longest = max((r["duration_ms"] for r in (*fresh, *longer)), default=0)
         key = (device_id, kind)
         known = new_buckets.get(key) or self._buckets.get(key) or (bucket_id, 0)
         if longest > known[1]:
@@ -334,12 +361,8 @@ class EventWriter:
         return found
 
     def _store_hosts(
-        self, conn: Connection, device_id: int, hosts: list[HostEvent]
+        self, conn: Connection, device_id: int, rows: dict[int, dict[str, Any]], count: int
     ) -> tuple[int, int]:
-        rows: dict[int, dict[str, Any]] = {}
-        for e in hosts:
-            ts = round(e.start.timestamp() * 1000)
-            rows[ts] = {"device_id": device_id, "ts_ms": ts, **e.data.model_dump()}
         existing: set[int] = set()
         stamps = list(rows)
         for start in range(0, len(stamps), 500):
@@ -352,11 +375,11 @@ class EventWriter:
                     )
                 )
             )
-        fresh = [r for ts, r in rows.items() if ts not in existing]
+        fresh = [{"device_id": device_id, **r} for ts, r in rows.items() if ts not in existing]
         if fresh:
             columns = tuple(fresh[0])
             self.db.bulk_insert(conn, host_samples, columns, [tuple(r.values()) for r in fresh])
-        return len(fresh), len(hosts) - len(fresh)
+        return len(fresh), count - len(fresh)
 
     def _mark_dirty(self, conn: Connection, device_id: int, hours: Iterable[int]) -> None:
         # A fresh random gen, not a counter: a counter restarts when a refresh
