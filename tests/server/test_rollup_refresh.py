@@ -24,7 +24,7 @@ def hour_rows(server: Server, device_id: int) -> int:
     with server.services.db.read() as conn:
         return len(
             conn.execute(
-                select(rollups.c.key_id).where(
+                select(rollups.c.period_s).where(
                     rollups.c.device_id == device_id, rollups.c.res == RES_HOUR
                 )
             ).all()
@@ -68,5 +68,5 @@ def test_a_refresh_of_an_unchanged_hour_stores_it_and_clears_the_mark(server: Se
     with server.services.db.write() as conn:
         assert r._store(conn, device_id, seen, totals, {}) == 2
     assert marks(server, device_id) == {}
-    assert hour_rows(server, device_id) == 4  # (app, title) x 2 hours
+    assert hour_rows(server, device_id) == 4  # (app, payload) x 2 hours
     assert report(server) == {"code": 1200.0}

@@ -11,20 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import select
 
 from worklens.server.store.buckets import buckets_of
 from worklens.server.store.db import Database
 from worklens.server.store.rollups import (
     DAY_S,
-    DIM_CODES,
+    DIM_APP,
+    DIM_PAYLOAD,
     HOUR_S,
     RES_DAY,
     RES_HOUR,
     Rollups,
-    focus_keys,
+    app_of,
 )
-from worklens.server.store.schema import devices, rollups
+from worklens.server.store.schema import devices
 from worklens.timeline.intervals import totals
 
 GroupBy = Literal["app", "title", "device"]
@@ -99,59 +100,46 @@ def time_report(
     if rollup_span:
         rollup.refresh(ids, min(a for a, _ in rollup_span), max(b for _, b in rollup_span))
 
-    dim = "app" if gb == "device" else gb
-    sums: dict[str, int] = {}
-
-    def add(key: str, ms: int) -> None:
-        sums[key] = sums.get(key, 0) + ms
-
+    dim = DIM_PAYLOAD if gb == "title" else DIM_APP
+    rolled: dict[int, dict[int, int]] = {}  # device -> rollup key of dim -> ms
+    raw: dict[int, dict[int, int]] = {}  # device -> payload id -> ms, at the edges
     with db.read() as conn:
         for res, ranges in ((RES_HOUR, p.hours), (RES_DAY, p.days)):
             for a, b in ranges:
-                for key, ms in _rollup_sums(
-                    conn, rollup, res, a, b, ids, dim, gb == "device", names
-                ):
-                    add(key, ms)
+                _merge(rolled, rollup.sums(conn, ids, res, dim, a, b))
         refs = buckets_of(conn, ids) if p.raw else {}
         for a, b in p.raw:
-            for dev, (active, data) in rollup.active_by_device(conn, refs, a, b).items():
-                for data_id, ms in totals(active).items():
-                    value = focus_keys(data[data_id])[dim]
-                    add(_device_key(dev, names) if gb == "device" else value, ms)
+            for dev, (active, _) in rollup.active_by_device(conn, refs, a, b).items():
+                _merge(raw, {dev: totals(active)})
+        rolled_keys = {k for keyed in rolled.values() for k in keyed}
+        payload_ids = {k for keyed in raw.values() for k in keyed}
+        payloads = rollup.data(conn, payload_ids | (rolled_keys if dim == DIM_PAYLOAD else set()))
+        apps = rollup.key_values(conn, rolled_keys) if dim == DIM_APP else {}
+
+    def payload_label(k: int) -> str:
+        data = payloads[k]
+        return str(data.get("title", "")) if gb == "title" else app_of(data)
+
+    sums: dict[str, int] = {}
+    for part, label in (
+        (rolled, apps.__getitem__ if dim == DIM_APP else payload_label),
+        (raw, payload_label),
+    ):
+        for dev, keyed in part.items():
+            for k, ms in keyed.items():
+                key = _device_key(dev, names) if gb == "device" else label(k)
+                sums[key] = sums.get(key, 0) + ms
     rows = [Row(k, ms / 1000) for k, ms in sums.items() if ms > 0]
     rows.sort(key=lambda r: (-r.seconds, r.key))
     return rows
 
 
+def _merge(into: dict[int, dict[int, int]], part: dict[int, dict[int, int]]) -> None:
+    for dev, keyed in part.items():
+        acc = into.setdefault(dev, {})
+        for k, ms in keyed.items():
+            acc[k] = acc.get(k, 0) + ms
+
+
 def _device_key(device_id: int, names: dict[int, str]) -> str:
     return f"{names[device_id]} (#{device_id})"
-
-
-def _rollup_sums(
-    conn: Connection,
-    rollup: Rollups,
-    res: int,
-    start_s: int,
-    end_s: int,
-    ids: list[int],
-    dim: str,
-    by_device: bool,
-    names: dict[int, str],
-) -> list[tuple[str, int]]:
-    total = func.sum(rollups.c.active_ms)
-    group = rollups.c.device_id if by_device else rollups.c.key_id
-    rows = conn.execute(
-        select(group, total)
-        .where(
-            rollups.c.res == res,
-            rollups.c.dim == DIM_CODES[dim],
-            rollups.c.period_s >= start_s,
-            rollups.c.period_s < end_s,
-            rollups.c.device_id.in_(ids),
-        )
-        .group_by(group)
-    ).all()
-    if by_device:
-        return [(_device_key(d, names), int(ms)) for d, ms in rows]
-    values = rollup.key_values(conn, {k for k, _ in rows})
-    return [(values[k], int(ms)) for k, ms in rows]

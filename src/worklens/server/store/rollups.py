@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, literal, select, text, tuple_
+import msgpack
+from sqlalchemy import Connection, and_, delete, select, text, tuple_
 
 from worklens.server.store.buckets import (
     AFK_TYPE,
@@ -32,13 +33,28 @@ HOUR_S = 3600
 DAY_S = 86400
 RES_HOUR = 0
 RES_DAY = 1
-DIMS = ("app", "title")
-DIM_CODES = {dim: code for code, dim in enumerate(DIMS)}
+DIM_APP = 0  # keys: rollup_keys ids of app names
+DIM_PAYLOAD = 1  # keys: event_data ids of whole focus payloads
+DIMS = (DIM_APP, DIM_PAYLOAD)
 
 
-def focus_keys(data: dict[str, Any]) -> dict[str, str]:
-    """The rollup key of a focus payload in each dimension."""
-    return {"app": str(data.get("app", "")), "title": str(data.get("title", ""))}
+def app_of(data: dict[str, Any]) -> str:
+    """The app of a focus payload, as rolled up and reported."""
+    return str(data.get("app", ""))
+
+
+def pack(totals: dict[int, int]) -> bytes:
+    """One period's active ms per key, as the ``body`` of a rollup row."""
+    keys = sorted(totals)
+    return bytes(msgpack.packb([keys, [totals[k] for k in keys]]))
+
+
+def add_packed(acc: dict[int, int], body: bytes) -> None:
+    """Add a packed body's ms per key into ``acc``."""
+    keys, values = msgpack.unpackb(body)
+    get = acc.get
+    for k, v in zip(keys, values, strict=True):
+        acc[k] = get(k, 0) + v
 
 
 class Rollups:
@@ -89,16 +105,18 @@ class Rollups:
 
     def _compute(
         self, conn: Connection, device_id: int, hours: list[int]
-    ) -> dict[tuple[int, int, str], int]:
-        """Active ms per (hour, dim, key value) of those hours, from raw events."""
+    ) -> dict[tuple[int, int], dict[Any, int]]:
+        """Active ms per (hour, dim) and key of those hours, from raw events. App
+        keys are still names here: ids are given out in the write transaction."""
         refs = device_buckets(conn, device_id)
-        totals: dict[tuple[int, int, str], int] = {}
+        totals: dict[tuple[int, int], dict[Any, int]] = {}
         for run_start, run_end in _runs(hours):
             active, data = self.active(conn, refs, run_start * 1000, run_end * 1000)
             for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
-                for dim, value in focus_keys(data[data_id]).items():
-                    key = (period_ms // 1000, DIM_CODES[dim], value)
-                    totals[key] = totals.get(key, 0) + ms
+                h = period_ms // 1000
+                for dim, key in ((DIM_APP, app_of(data[data_id])), (DIM_PAYLOAD, data_id)):
+                    sums = totals.setdefault((h, dim), {})
+                    sums[key] = sums.get(key, 0) + ms
         return totals
 
     def _store(
@@ -106,7 +124,7 @@ class Rollups:
         conn: Connection,
         device_id: int,
         marks: dict[int, int],
-        totals: dict[tuple[int, int, str], int],
+        totals: dict[tuple[int, int], dict[Any, int]],
         new_keys: dict[tuple[str, str], int],
     ) -> int:
         """Replace the rollup rows of the hours still marked as they were when read.
@@ -134,42 +152,35 @@ class Rollups:
         if not hours:
             return 0
         valid = set(hours)
-        dims = {code: dim for dim, code in DIM_CODES.items()}
-        rows = [
-            (RES_HOUR, d, h, device_id, self._key_id(conn, dims[d], value, new_keys), ms)
-            for (h, d, value), ms in totals.items()
-            if h in valid
-        ]
+        rows = []
+        for (h, dim), sums in totals.items():
+            if h in valid:
+                if dim == DIM_APP:
+                    sums = {self._key_id(conn, "app", k, new_keys): ms for k, ms in sums.items()}
+                rows.append((device_id, RES_HOUR, dim, h, pack(sums)))
         _delete_periods(conn, device_id, RES_HOUR, hours)
-        self.db.bulk_insert(
-            conn, rollups, ("res", "dim", "period_s", "device_id", "key_id", "active_ms"), rows
-        )
+        self.db.bulk_insert(conn, rollups, ("device_id", "res", "dim", "period_s", "body"), rows)
+        # Day rows are the sums of their hour rows.
         days = sorted({h - h % DAY_S for h in hours})
-        _delete_periods(conn, device_id, RES_DAY, days)
+        day_sums: dict[tuple[int, int], dict[int, int]] = {}
         for day in days:
-            day_sum = (
-                select(
-                    literal(RES_DAY).label("res"),
-                    rollups.c.dim,
-                    literal(day).label("period_s"),
-                    rollups.c.device_id,
-                    rollups.c.key_id,
-                    func.sum(rollups.c.active_ms).label("active_ms"),
-                )
-                .where(
-                    rollups.c.res == RES_HOUR,
-                    rollups.c.dim.in_(list(DIM_CODES.values())),
+            for dim, body in conn.execute(
+                select(rollups.c.dim, rollups.c.body).where(
                     rollups.c.device_id == device_id,
+                    rollups.c.res == RES_HOUR,
+                    rollups.c.dim.in_(DIMS),
                     rollups.c.period_s >= day,
                     rollups.c.period_s < day + DAY_S,
                 )
-                .group_by(rollups.c.dim, rollups.c.device_id, rollups.c.key_id)
-            )
-            conn.execute(
-                rollups.insert().from_select(
-                    ["res", "dim", "period_s", "device_id", "key_id", "active_ms"], day_sum
-                )
-            )
+            ):
+                add_packed(day_sums.setdefault((day, dim), {}), body)
+        _delete_periods(conn, device_id, RES_DAY, days)
+        self.db.bulk_insert(
+            conn,
+            rollups,
+            ("device_id", "res", "dim", "period_s", "body"),
+            [(device_id, RES_DAY, dim, day, pack(sums)) for (day, dim), sums in day_sums.items()],
+        )
         # The gen condition matters on PostgreSQL, where ingest may re-mark an
         # hour between the check above and here (it does not take the lock).
         for chunk in _chunks([(h, marks[h]) for h in hours], 400):
@@ -180,6 +191,31 @@ class Rollups:
                 )
             )
         return len(hours)
+
+    def sums(
+        self,
+        conn: Connection,
+        device_ids: Sequence[int],
+        res: int,
+        dim: int,
+        start_s: int,
+        end_s: int,
+    ) -> dict[int, dict[int, int]]:
+        """Active ms per key of each device over the periods starting in
+        ``[start_s, end_s)`` of one resolution and dimension."""
+        out: dict[int, dict[int, int]] = {}
+        for chunk in _chunks(sorted(device_ids), 500):
+            for device_id, body in conn.execute(
+                select(rollups.c.device_id, rollups.c.body).where(
+                    rollups.c.device_id.in_(chunk),
+                    rollups.c.res == res,
+                    rollups.c.dim == dim,
+                    rollups.c.period_s >= start_s,
+                    rollups.c.period_s < end_s,
+                )
+            ):
+                add_packed(out.setdefault(device_id, {}), body)
+        return out
 
     def _key_id(
         self, conn: Connection, dim: str, value: str, new_keys: dict[tuple[str, str], int]
@@ -264,10 +300,10 @@ def _delete_periods(conn: Connection, device_id: int, res: int, periods: Sequenc
     for chunk in _chunks(periods, 500):
         conn.execute(
             delete(rollups).where(
+                rollups.c.device_id == device_id,
                 rollups.c.res == res,
                 # Every dim named, so the primary key serves the lookup.
-                rollups.c.dim.in_(list(DIM_CODES.values())),
-                rollups.c.device_id == device_id,
+                rollups.c.dim.in_(DIMS),
                 rollups.c.period_s.in_(chunk),
             )
         )

@@ -196,26 +196,20 @@ def upgrade() -> None:
     )
     op.create_table(
         "rollups",
-        sa.Column("res", sa.SmallInteger(), nullable=False),
-        sa.Column("dim", sa.SmallInteger(), nullable=False),
-        sa.Column("period_s", sa.BigInteger(), nullable=False),
         sa.Column(
             "device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
-        sa.Column("key_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("active_ms", sa.BigInteger(), nullable=False),
+        sa.Column("res", sa.SmallInteger(), nullable=False),
+        sa.Column("dim", sa.SmallInteger(), nullable=False),
+        sa.Column("period_s", sa.BigInteger(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(
             ["device_id"],
             ["devices.id"],
             name=op.f("fk_rollups_device_id_devices"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["key_id"], ["rollup_keys.id"], name=op.f("fk_rollups_key_id_rollup_keys")
-        ),
-        sa.PrimaryKeyConstraint(
-            "res", "dim", "period_s", "device_id", "key_id", name=op.f("pk_rollups")
-        ),
+        sa.PrimaryKeyConstraint("device_id", "res", "dim", "period_s", name=op.f("pk_rollups")),
         sqlite_with_rowid=False,
     )
     op.create_table(
