@@ -25,7 +25,8 @@ from worklens.agent.identity import (
     parse_os_release,
     system_identity,
 )
-from worklens.protocol.messages import HostData, SystemIdentity
+from worklens.protocol.messages import SystemIdentity
+from worklens.protocol.wire import HostData
 
 # --- host health ----------------------------------------------------------------
 

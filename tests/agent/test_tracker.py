@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from worklens.agent.tracker import ActivityTracker
-from worklens.protocol.messages import FocusData
+from worklens.protocol.wire import FocusData
 
 T = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 CODE = FocusData(app="code", title="main.py")

@@ -2,21 +2,32 @@
 
 Later sources win. Every bad value is reported with the setting's name, where
 it came from and what is wrong, before the agent starts doing anything.
+
+The settings are checked here without pydantic, which the agent's steady state
+does without (it would cost a tenth of its memory): the ordinary values (the
+right type, or a plain number written as text, within bounds) are accepted
+directly. Anything else goes to the pydantic model built from the same
+definitions (:mod:`worklens.agent.config_model`, imported only then), which
+gives the verdict and the error message. ``tests/agent/test_config.py`` proves
+that whatever the direct check accepts, the model accepts with the same values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import sys
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 ENV_PREFIX = "WORKLENS_AGENT_"
 COLLECTORS = ("focus", "idle", "host")
+TRANSPORTS = ("auto", "websocket", "http")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def default_state_dir() -> Path:
@@ -31,42 +42,23 @@ class ConfigError(ValueError):
     """A setting is wrong; the message names it, its source and the problem."""
 
 
-class AgentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    server: str = Field(description="Server base URL, e.g. https://worklens.example.com")
-    enroll_secret: str | None = Field(default=None, description="Organization enrollment secret")
-    state_dir: Path = Field(default_factory=default_state_dir)
-    poll_interval_s: float = Field(default=1.0, ge=0.1, le=60)
-    idle_threshold_s: float = Field(default=300.0, ge=5, le=86400)
-    host_interval_s: float = Field(default=30.0, ge=1, le=86400)
-    heartbeat_interval_s: float = Field(default=30.0, ge=1, le=3600)
-    send_interval_s: float = Field(default=2.0, ge=0.05, le=3600)
-    batch_size: int = Field(default=500, ge=1, le=5000)
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    server: str  # server base URL, e.g. https://worklens.example.com
+    enroll_secret: str | None = None  # organization enrollment secret
+    state_dir: Path = field(default_factory=default_state_dir)
+    poll_interval_s: float = 1.0
+    idle_threshold_s: float = 300.0
+    host_interval_s: float = 30.0
+    heartbeat_interval_s: float = 30.0
+    send_interval_s: float = 2.0
+    batch_size: int = 500
     transport: Literal["auto", "websocket", "http"] = "auto"
     collectors: tuple[str, ...] = COLLECTORS
-    spool_max_items: int = Field(default=200_000, ge=100)
-    max_attempts: int = Field(default=10, ge=1, le=1000)
-    shutdown_grace_s: float = Field(default=3.0, ge=0, le=60)
+    spool_max_items: int = 200_000
+    max_attempts: int = 10
+    shutdown_grace_s: float = 3.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-    @field_validator("server")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return v.rstrip("/")
-
-    @field_validator("collectors", mode="before")
-    @classmethod
-    def _collectors(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [c.strip() for c in v.split(",") if c.strip()]
-        unknown = [c for c in v if c not in COLLECTORS]
-        if unknown:
-            raise ValueError(f"unknown collector(s) {unknown}; known: {', '.join(COLLECTORS)}")
-        return tuple(v)
 
     @property
     def pulsetime_s(self) -> float:
@@ -82,7 +74,142 @@ class AgentConfig(BaseModel):
         return self.state_dir / "spool.db"
 
 
-FIELDS = tuple(AgentConfig.model_fields)
+FIELDS = tuple(f.name for f in dataclasses.fields(AgentConfig))
+
+#: Bounds of the numeric settings: name -> (lowest, highest or None).
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "poll_interval_s": (0.1, 60),
+    "idle_threshold_s": (5, 86400),
+    "host_interval_s": (1, 86400),
+    "heartbeat_interval_s": (1, 3600),
+    "send_interval_s": (0.05, 3600),
+    "batch_size": (1, 5000),
+    "spool_max_items": (100, None),
+    "max_attempts": (1, 1000),
+    "shutdown_grace_s": (0, 60),
+}
+_INTS = frozenset(("batch_size", "spool_max_items", "max_attempts"))
+
+
+def server_url(v: str) -> str:
+    """The server URL as kept: ValueError unless it is http(s) with a host."""
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return v.rstrip("/")
+
+
+def collector_names(v: Any) -> Any:
+    """A comma-separated string becomes a list; unknown names are refused."""
+    if isinstance(v, str):
+        v = [c.strip() for c in v.split(",") if c.strip()]
+    unknown = [c for c in v if c not in COLLECTORS]
+    if unknown:
+        raise ValueError(f"unknown collector(s) {unknown}; known: {', '.join(COLLECTORS)}")
+    return tuple(v)
+
+
+# --- the direct check ----------------------------------------------------------------
+
+# Plain decimal numbers only: no underscores, exponents, spaces or non-ASCII digits,
+# whose reading differs between Python and pydantic; those go to the model.
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
+_FLOAT_TEXT = re.compile(r"[+-]?[0-9]{1,18}(?:\.[0-9]{1,18})?")
+
+
+def _text(v: object) -> bool:
+    if type(v) is not str:
+        return False
+    try:
+        v.encode("utf-8")  # environment values can hold lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _number(name: str, v: object) -> float | int | None:
+    if type(v) is str:
+        pattern = _INT_TEXT if name in _INTS else _FLOAT_TEXT
+        if not pattern.fullmatch(v):
+            return None
+        n: float | int = int(v) if name in _INTS else float(v)
+    elif type(v) is int or (type(v) is float and name not in _INTS):
+        n = v
+    else:
+        return None
+    low, high = BOUNDS[name]
+    if not (n >= low and (high is None or n <= high)):
+        return None
+    return n if name in _INTS else float(n)
+
+
+def _direct(merged: dict[str, Any]) -> AgentConfig | None:
+    """The config for values the direct check can judge, else None."""
+    if "server" not in merged or not set(merged) <= set(FIELDS):
+        return None
+    values: dict[str, Any] = {}
+    for name, v in merged.items():
+        if name == "server":
+            if not _text(v):
+                return None
+            try:
+                values[name] = server_url(v)
+            except ValueError:
+                return None
+        elif name == "enroll_secret":
+            if v is not None and not _text(v):
+                return None
+            values[name] = v
+        elif name == "state_dir":
+            if _text(v):
+                values[name] = Path(v)
+            elif isinstance(v, Path):
+                values[name] = v
+            else:
+                return None
+        elif name in BOUNDS:
+            n = _number(name, v)
+            if n is None:
+                return None
+            values[name] = n
+        elif name in ("transport", "log_level"):
+            if type(v) is not str or v not in (TRANSPORTS if name == "transport" else LOG_LEVELS):
+                return None
+            values[name] = v
+        elif name == "collectors":
+            if not (_text(v) or (type(v) in (list, tuple) and all(_text(c) for c in v))):
+                return None
+            try:
+                values[name] = collector_names(v)
+            except ValueError:
+                return None
+    return AgentConfig(**values)
+
+
+def _validated(merged: dict[str, Any], sources: dict[str, str]) -> AgentConfig:
+    direct = _direct(merged)
+    if direct is not None:
+        return direct
+    from pydantic import ValidationError
+
+    from worklens.agent.config_model import AgentConfigModel
+
+    try:
+        model = AgentConfigModel.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            value = merged.get(name, "<missing>")
+            shown = "<hidden>" if name == "enroll_secret" else repr(value)
+            problems.append(
+                f"{name} = {shown} (from {sources.get(name, 'defaults')}): {err['msg']}"
+            )
+        raise ConfigError("invalid agent configuration:\n  " + "\n  ".join(problems)) from None
+    return AgentConfig(**{name: getattr(model, name) for name in FIELDS})
+
+
+# --- sources ---------------------------------------------------------------------------
 
 
 def _from_file(path: Path) -> dict[str, Any]:
@@ -138,15 +265,4 @@ def load(
             f"no server URL: pass --server, set {ENV_PREFIX}SERVER"
             ' or put server = "..." in the config file'
         )
-    try:
-        return AgentConfig.model_validate(merged)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            value = merged.get(field, "<missing>")
-            shown = "<hidden>" if field == "enroll_secret" else repr(value)
-            problems.append(
-                f"{field} = {shown} (from {sources.get(field, 'defaults')}): {err['msg']}"
-            )
-        raise ConfigError("invalid agent configuration:\n  " + "\n  ".join(problems)) from None
+    return _validated(merged, sources)

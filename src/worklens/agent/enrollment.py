@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from worklens import __version__
-from worklens.agent.identity import system_identity
-from worklens.protocol.messages import EnrollRequest, EnrollResponse
 
 if TYPE_CHECKING:
     import httpx
@@ -58,7 +56,12 @@ def forget_token(path: Path) -> None:
 
 
 def enroll(server: str, secret: str, client: httpx.Client | None = None) -> Credentials:
-    import httpx  # only on first run: the steady state never needs it
+    # Only on first run: the steady state needs neither the HTTP client nor
+    # pydantic (the enrollment messages are validated with the protocol models).
+    import httpx
+
+    from worklens.agent.identity import system_identity
+    from worklens.protocol.messages import EnrollRequest, EnrollResponse
 
     ident = system_identity(__version__)
     req = EnrollRequest(enroll_secret=secret, **ident.model_dump())

@@ -30,15 +30,8 @@ from worklens.agent.enrollment import Credentials, EnrollmentError
 from worklens.agent.spool import Spool, SpoolItem
 from worklens.agent.tracker import ActivityTracker
 from worklens.agent.transport import Transport, TransportError, make_transport
-from worklens.protocol.messages import (
-    PROTOCOL_VERSION,
-    Event,
-    FocusData,
-    HeartbeatData,
-    HeartbeatEvent,
-    HostData,
-    HostEvent,
-)
+from worklens.protocol import wire
+from worklens.protocol.wire import Event, FocusData, HeartbeatData, HostData
 
 log = logging.getLogger("worklens.agent")
 
@@ -180,7 +173,7 @@ class Agent:
     # --- collection ------------------------------------------------------------
 
     def _activity_tick(self) -> None:
-        events: list[Event] = []
+        events: list[Event[Any]] = []
         focus = self.active.get("focus")
         idle = self.active.get("idle")
         sample: FocusSample | None = focus.poll() if focus else None
@@ -189,7 +182,9 @@ class Agent:
         with self._tracker_lock:
             if focus is not None:
                 data = (
-                    FocusData(app=sample.app[:256], title=sample.title[:2048]) if sample else None
+                    FocusData(sample.app[: wire.MAX_APP], sample.title[: wire.MAX_TITLE])
+                    if sample
+                    else None
                 )
                 events.extend(self.tracker.focus(now, data))
             if idle_s is not None:
@@ -198,11 +193,11 @@ class Agent:
 
     def _host_tick(self) -> None:
         data: HostData = self.active["host"].poll()
-        self._put([HostEvent(id=uuid.uuid4(), start=utcnow(), duration=0.0, data=data)])
+        self._put([Event(uuid.uuid4(), utcnow(), 0.0, data)])
 
-    def _put(self, events: Sequence[Event]) -> None:
+    def _put(self, events: Sequence[Event[Any]]) -> None:
         if events:
-            self.spool.put_many((str(e.id), e.model_dump(mode="json")) for e in events)
+            self.spool.put_many((str(e.id), e.to_wire()) for e in events)
 
     # --- sending ---------------------------------------------------------------
 
@@ -275,13 +270,8 @@ class Agent:
     def _deliver(self, transport: Transport, items: list[SpoolItem]) -> int:
         """Send items; a batch the server rejects is split until the bad event is
         alone, so one poisoned event cannot hold back the good ones."""
-        batch = {
-            "v": PROTOCOL_VERSION,
-            "batch_id": str(uuid.uuid4()),
-            "events": [i.payload for i in items],
-        }
         try:
-            transport.send(batch)
+            transport.send(wire.batch([i.payload for i in items]))
         except TransportError as exc:
             if not exc.rejected:
                 self.spool.release(items)
@@ -298,21 +288,15 @@ class Agent:
 
     def _send_heartbeat(self, transport: Transport) -> None:
         stats = self.spool.stats()
-        beat = HeartbeatEvent(
-            id=uuid.uuid4(),
-            start=utcnow(),
-            duration=0.0,
-            data=HeartbeatData(
+        beat = Event(
+            uuid.uuid4(),
+            utcnow(),
+            0.0,
+            HeartbeatData(
                 agent_version=__version__, spool_depth=stats.depth, dropped=stats.dropped
             ),
         )
-        transport.send(
-            {
-                "v": PROTOCOL_VERSION,
-                "batch_id": str(uuid.uuid4()),
-                "events": [beat.model_dump(mode="json")],
-            }
-        )
+        transport.send(wire.batch([beat.to_wire()]))
 
     def _final_flush(self) -> None:
         """On shutdown: a few seconds to send what is queued; the rest stays spooled."""

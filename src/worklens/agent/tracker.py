@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from worklens.protocol.messages import AfkData, AfkEvent, FocusData, FocusEvent
+from worklens.protocol.wire import AfkData, Event, FocusData
 from worklens.timeline.heartbeat import Beat, merge
 
 _TICK = timedelta(milliseconds=1)
@@ -33,9 +33,9 @@ class ActivityTracker:
 
     # --- focus ---------------------------------------------------------------
 
-    def focus(self, now: datetime, data: FocusData | None) -> list[FocusEvent]:
+    def focus(self, now: datetime, data: FocusData | None) -> list[Event[FocusData]]:
         """A focus sample at ``now``; None means no window has focus."""
-        out: list[FocusEvent] = []
+        out: list[Event[FocusData]] = []
         cur = self._focus
         if cur is not None:
             alive, changed = self._extend(cur, now)
@@ -50,7 +50,7 @@ class ActivityTracker:
 
     # --- afk -----------------------------------------------------------------
 
-    def idle(self, now: datetime, idle_s: float) -> list[AfkEvent]:
+    def idle(self, now: datetime, idle_s: float) -> list[Event[AfkData]]:
         """An idle reading at ``now``: seconds since the last keyboard or mouse input.
 
         Going afk is dated back to the last input, and so is coming back. The
@@ -59,7 +59,7 @@ class ActivityTracker:
         """
         status: Literal["afk", "active"] = "afk" if idle_s >= self.idle_threshold_s else "active"
         last_input = now - timedelta(seconds=max(0.0, idle_s))
-        out: list[AfkEvent] = []
+        out: list[Event[AfkData]] = []
         cur = self._afk
         if cur is not None:
             alive, changed = self._extend(cur, now)
@@ -78,9 +78,9 @@ class ActivityTracker:
 
     # --- shutdown ------------------------------------------------------------
 
-    def close(self, now: datetime) -> list[FocusEvent | AfkEvent]:
+    def close(self, now: datetime) -> list[Event[FocusData] | Event[AfkData]]:
         """Extend the open events to ``now`` one last time and forget them."""
-        out: list[FocusEvent | AfkEvent] = []
+        out: list[Event[FocusData] | Event[AfkData]] = []
         if self._focus is not None and self._extend(self._focus, now)[1]:
             out.append(self._focus_event(self._focus))
         if self._afk is not None and self._extend(self._afk, now)[1]:
@@ -105,15 +105,11 @@ class ActivityTracker:
         return True, changed
 
     @staticmethod
-    def _focus_event(cur: _Open) -> FocusEvent:
-        assert isinstance(cur.beat.data, FocusData)
-        return FocusEvent(
-            id=cur.id, start=cur.beat.start, duration=cur.beat.duration, data=cur.beat.data
-        )
+    def _focus_event(cur: _Open) -> Event[FocusData]:
+        assert type(cur.beat.data) is FocusData
+        return Event(cur.id, cur.beat.start, cur.beat.duration, cur.beat.data)
 
     @staticmethod
-    def _afk_event(cur: _Open) -> AfkEvent:
-        assert isinstance(cur.beat.data, AfkData)
-        return AfkEvent(
-            id=cur.id, start=cur.beat.start, duration=cur.beat.duration, data=cur.beat.data
-        )
+    def _afk_event(cur: _Open) -> Event[AfkData]:
+        assert type(cur.beat.data) is AfkData
+        return Event(cur.id, cur.beat.start, cur.beat.duration, cur.beat.data)

@@ -14,8 +14,8 @@ from typing import Any
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from worklens.protocol import codec
-from worklens.protocol.messages import AckFrame, IngestResult, server_frame_adapter
+from worklens.protocol import codec, wire
+from worklens.protocol.wire import AckFrame, IngestResult
 
 
 class TransportError(Exception):
@@ -82,11 +82,11 @@ class WebSocketTransport(Transport):
         conn = self._connect()
         seq = next(self._seq)
         try:
-            conn.send(codec.pack({"t": "batch", "seq": seq, "batch": batch}))
+            conn.send(codec.pack(wire.batch_frame(seq, batch)))
             while True:
                 raw = conn.recv(timeout=self.timeout)
                 obj = codec.unpack(raw) if isinstance(raw, bytes) else codec.from_json(raw.encode())
-                frame = server_frame_adapter.validate_python(obj)
+                frame = wire.server_frame(obj)
                 if frame.seq is not None and frame.seq != seq:
                     continue  # an answer to an earlier, abandoned send
                 if isinstance(frame, AckFrame):
@@ -130,7 +130,7 @@ class HttpTransport(Transport):
         except self._http_error as exc:
             raise TransportError(f"cannot reach {self.url}: {exc}") from exc
         if r.status_code == 200:
-            return IngestResult.model_validate(r.json())
+            return wire.ingest_result(r.json())
         try:
             reason = r.json().get("error", "")
         except ValueError:

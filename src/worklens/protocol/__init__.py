@@ -1,27 +1,39 @@
-"""The wire protocol shared by agent and server: messages and their encodings."""
+"""The wire protocol shared by agent and server: messages and their encodings.
 
-from worklens.protocol.codec import DecodeError, PayloadTooLarge, decode_body, pack, unpack
-from worklens.protocol.messages import (
-    PROTOCOL_VERSION,
-    AckFrame,
-    AfkData,
-    AfkEvent,
-    Batch,
-    BatchFrame,
-    EnrollRequest,
-    EnrollResponse,
-    ErrorFrame,
-    Event,
-    FocusData,
-    FocusEvent,
-    HeartbeatData,
-    HeartbeatEvent,
-    HeartbeatRequest,
-    HostData,
-    HostEvent,
-    IngestResult,
-    SystemIdentity,
-)
+The names below are loaded on first use: ``messages`` imports pydantic, which
+the agent's steady state does without (see ``wire``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worklens.protocol.codec import DecodeError, PayloadTooLarge, decode_body, pack, unpack
+    from worklens.protocol.messages import (
+        PROTOCOL_VERSION,
+        AckFrame,
+        AfkData,
+        AfkEvent,
+        Batch,
+        BatchFrame,
+        EnrollRequest,
+        EnrollResponse,
+        ErrorFrame,
+        Event,
+        FocusData,
+        FocusEvent,
+        HeartbeatData,
+        HeartbeatEvent,
+        HeartbeatRequest,
+        HostData,
+        HostEvent,
+        IngestResult,
+        SystemIdentity,
+    )
+
+_CODEC = frozenset(("DecodeError", "PayloadTooLarge", "decode_body", "pack", "unpack"))
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -49,3 +61,10 @@ __all__ = [
     "pack",
     "unpack",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = "codec" if name in _CODEC else "messages"
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -1,8 +1,10 @@
 """Every message that crosses the wire between agent and server, defined once.
 
-Both sides import these models: the agent builds them, the server validates
-them. The wire form is the JSON-compatible dict from ``model_dump(mode="json")``,
-sent either as JSON or as msgpack compressed with zstd (see ``codec``).
+The server validates with these models. The wire form is the JSON-compatible
+dict from ``model_dump(mode="json")``, sent either as JSON or as msgpack
+compressed with zstd (see ``codec``). The agent builds that form for its events
+and reads the server's frames through ``wire``, which keeps pydantic out of its
+steady state and hands any input its fast paths cannot judge to these models.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-PROTOCOL_VERSION = 1
+# The limits are defined next to the agent's pydantic-free builders (wire.py).
+from worklens.protocol.wire import MAX_AGENT_VERSION, MAX_APP, MAX_TITLE
+from worklens.protocol.wire import MAX_BATCH_EVENTS as MAX_BATCH_EVENTS
+from worklens.protocol.wire import MAX_EVENT_DURATION_S as MAX_EVENT_DURATION_S
+from worklens.protocol.wire import PROTOCOL_VERSION as PROTOCOL_VERSION
 
-# One event may cover at most this long; longer spans are split by the agent.
-MAX_EVENT_DURATION_S = 7 * 24 * 3600.0
-MAX_BATCH_EVENTS = 5000
 # Clock skew tolerated between an agent and the server.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 
@@ -32,8 +35,8 @@ class _Strict(BaseModel):
 class FocusData(_Strict):
     """The focused window: application (process name / WM_CLASS) and title."""
 
-    app: str = Field(max_length=256)
-    title: str = Field(default="", max_length=2048)
+    app: str = Field(max_length=MAX_APP)
+    title: str = Field(default="", max_length=MAX_TITLE)
 
 
 class AfkData(_Strict):
@@ -55,7 +58,7 @@ class HostData(_Strict):
 
 
 class HeartbeatData(_Strict):
-    agent_version: str = Field(default="", max_length=64)
+    agent_version: str = Field(default="", max_length=MAX_AGENT_VERSION)
     spool_depth: int = Field(default=0, ge=0)
     dropped: int = Field(default=0, ge=0)
 

@@ -14,7 +14,7 @@ import time
 import psutil
 
 from worklens.agent.collectors.base import Collector
-from worklens.protocol.messages import HostData
+from worklens.protocol.wire import HostData
 
 
 def root_filesystem() -> str:

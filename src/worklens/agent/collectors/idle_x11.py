@@ -17,7 +17,11 @@ class IdleX11Collector(Collector[float]):
     name = "idle"
 
     def __init__(self, display: str | None = None) -> None:
-        self._x = ReconnectingDisplay(display, on_connect=_require_screensaver)
+        self._x = ReconnectingDisplay(
+            display,
+            on_connect=_require_screensaver,
+            extensions=frozenset((screensaver.extname,)),
+        )
 
     def open(self) -> None:
         self._x.connect()

@@ -1,0 +1,300 @@
+"""The agent's side of the wire, without pydantic.
+
+The models in :mod:`worklens.protocol.messages` define every message, and the
+server validates with them. Importing pydantic and building those models costs
+a process about 10 MiB, which is a quarter of the agent's memory, for messages
+whose shape the agent decides itself. So the agent builds the wire form
+(exactly what ``Model(...).model_dump(mode="json")`` returns) and reads the
+server's frames with the plain functions here.
+
+Each function has a fast path for the inputs it can check completely, and hands
+anything else to the pydantic model itself (importing it then): the result, or
+the ``ValidationError``, is then the model's own. The limits the fast paths
+check are defined here once and used by the models too.
+``tests/protocol/test_wire.py`` proves that every fast-path output is what the
+model gives for the same input.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Literal, NamedTuple, TypeGuard, TypeVar
+
+PROTOCOL_VERSION = 1
+
+# One event may cover at most this long; longer spans are split by the agent.
+MAX_EVENT_DURATION_S = 7 * 24 * 3600.0
+MAX_BATCH_EVENTS = 5000
+# Longest texts, in characters.
+MAX_APP = 256
+MAX_TITLE = 2048
+MAX_AGENT_VERSION = 64
+
+
+# --- event payloads (the fields, order and defaults of the models) -------------
+
+
+class FocusData(NamedTuple):
+    app: str
+    title: str = ""
+
+
+class AfkData(NamedTuple):
+    status: Literal["afk", "active"]
+
+
+class HostData(NamedTuple):
+    cpu_percent: float
+    mem_percent: float
+    swap_percent: float | None = None
+    disk_percent: float | None = None
+    load1: float | None = None
+    load5: float | None = None
+    load15: float | None = None
+    uptime_s: float | None = None
+    temperature_c: float | None = None
+
+
+class HeartbeatData(NamedTuple):
+    agent_version: str = ""
+    spool_depth: int = 0
+    dropped: int = 0
+
+
+Payload = FocusData | AfkData | HostData | HeartbeatData
+D = TypeVar("D", FocusData, AfkData, HostData, HeartbeatData)
+
+# The event kind of each payload type, and the model in messages.py of each kind.
+_KIND: dict[type, str] = {
+    FocusData: "focus",
+    AfkData: "afk",
+    HostData: "host",
+    HeartbeatData: "heartbeat",
+}
+_EVENT_MODEL = {
+    "focus": "FocusEvent",
+    "afk": "AfkEvent",
+    "host": "HostEvent",
+    "heartbeat": "HeartbeatEvent",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[D]):
+    """One event as the agent holds it; :meth:`to_wire` gives its wire form."""
+
+    id: uuid.UUID
+    start: datetime
+    duration: float
+    data: D
+
+    @property
+    def kind(self) -> str:
+        return _KIND[type(self.data)]
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(seconds=self.duration)
+
+    def to_wire(self) -> dict[str, Any]:
+        return event(self.id, self.start, self.duration, self.data)
+
+
+def event(id: uuid.UUID, start: datetime, duration: float, data: Payload) -> dict[str, Any]:
+    """The wire form of the FocusEvent/AfkEvent/HostEvent/HeartbeatEvent with these fields.
+
+    Raises the model's ``ValidationError`` for values the model refuses.
+    """
+    kind = _KIND.get(type(data))
+    if kind is None:
+        raise TypeError(f"not an event payload: {type(data).__name__}")
+    wire_data = _payload(data)
+    if (
+        wire_data is not None
+        and type(id) is uuid.UUID
+        and type(start) is datetime
+        and start.utcoffset() is not None
+        and _number(duration)
+        and 0 <= duration <= MAX_EVENT_DURATION_S
+    ):
+        return {
+            "id": str(id),
+            "start": _utc_iso(start),
+            "duration": float(duration),
+            "kind": kind,
+            "data": wire_data,
+        }
+    return _event_via_model(kind, id, start, duration, data)
+
+
+def batch(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Batch of events already in wire form, with a fresh batch id."""
+    return {"v": PROTOCOL_VERSION, "batch_id": str(uuid.uuid4()), "events": events}
+
+
+def batch_frame(seq: int, batch: dict[str, Any]) -> dict[str, Any]:
+    """The BatchFrame that carries ``batch`` over the agent WebSocket."""
+    return {"t": "batch", "seq": seq, "batch": batch}
+
+
+# --- reading the server's answers ------------------------------------------------
+
+
+class IngestResult(NamedTuple):
+    accepted: int
+    duplicates: int
+    updated: int = 0
+
+
+class AckFrame(NamedTuple):
+    seq: int
+    result: IngestResult
+
+
+class ErrorFrame(NamedTuple):
+    seq: int | None
+    status: int
+    error: str
+    detail: Any = None
+
+
+_ACK_KEYS = frozenset(("t", "seq", "result"))
+_ERROR_KEYS = frozenset(("t", "seq", "status", "error", "detail"))
+_RESULT_KEYS = frozenset(("accepted", "duplicates", "updated"))
+
+
+def ingest_result(obj: Any) -> IngestResult:
+    """An IngestResult (the HTTP ingest answer); ValidationError if it is not one."""
+    result = _ingest_result(obj)
+    if result is not None:
+        return result
+    from worklens.protocol.messages import IngestResult as Model
+
+    m = Model.model_validate(obj)
+    return IngestResult(m.accepted, m.duplicates, m.updated)
+
+
+def server_frame(obj: Any) -> AckFrame | ErrorFrame:
+    """An AckFrame or ErrorFrame (``messages.ServerFrame``); ValidationError otherwise."""
+    if type(obj) is dict:
+        t = obj.get("t")
+        if t == "ack" and obj.keys() == _ACK_KEYS:
+            seq, result = obj["seq"], _ingest_result(obj["result"])
+            if _count(seq) and result is not None:
+                return AckFrame(seq, result)
+        elif t == "error" and obj.keys() <= _ERROR_KEYS and "status" in obj and "error" in obj:
+            seq, status, error = obj.get("seq"), obj["status"], obj["error"]
+            if (seq is None or type(seq) is int) and type(status) is int and _text(error, None):
+                return ErrorFrame(seq, status, error, obj.get("detail"))
+    from worklens.protocol import messages
+
+    frame = messages.server_frame_adapter.validate_python(obj)
+    if isinstance(frame, messages.AckFrame):
+        r = frame.result
+        return AckFrame(frame.seq, IngestResult(r.accepted, r.duplicates, r.updated))
+    return ErrorFrame(frame.seq, frame.status, frame.error, frame.detail)
+
+
+# --- fast-path checks ------------------------------------------------------------------
+
+
+def _number(v: object) -> TypeGuard[float]:
+    """An int or float as such (bool and subclasses go to the model)."""
+    return type(v) is float or type(v) is int
+
+
+def _count(v: object) -> TypeGuard[int]:
+    return type(v) is int and v >= 0
+
+
+def _text(v: object, max_len: int | None) -> bool:
+    """A str the model keeps as it is: at most max_len characters, valid Unicode."""
+    if type(v) is not str or (max_len is not None and len(v) > max_len):
+        return False
+    if v.isascii():
+        return True
+    try:
+        v.encode("utf-8")  # a lone surrogate is not a valid string for the model
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _percent(v: object) -> bool:
+    return _number(v) and 0 <= v <= 100
+
+
+def _opt_float(v: object, ge: float | None, le: float | None) -> bool:
+    if v is None:
+        return True
+    if not _number(v):
+        return False
+    return (ge is None or v >= ge) and (le is None or v <= le)
+
+
+def _payload(data: Payload) -> dict[str, Any] | None:
+    """The wire form of a payload, or None if only the model can judge it."""
+    if type(data) is FocusData:
+        if _text(data.app, MAX_APP) and _text(data.title, MAX_TITLE):
+            return {"app": data.app, "title": data.title}
+    elif type(data) is AfkData:
+        if type(data.status) is str and data.status in ("afk", "active"):
+            return {"status": data.status}
+    elif type(data) is HostData:
+        if (
+            _percent(data.cpu_percent)
+            and _percent(data.mem_percent)
+            and _opt_float(data.swap_percent, 0, 100)
+            and _opt_float(data.disk_percent, 0, 100)
+            and _opt_float(data.load1, 0, None)
+            and _opt_float(data.load5, 0, None)
+            and _opt_float(data.load15, 0, None)
+            and _opt_float(data.uptime_s, 0, None)
+            and _opt_float(data.temperature_c, None, None)
+        ):
+            return {k: None if v is None else float(v) for k, v in data._asdict().items()}
+    elif type(data) is HeartbeatData and (
+        _text(data.agent_version, MAX_AGENT_VERSION)
+        and _count(data.spool_depth)
+        and _count(data.dropped)
+    ):
+        return data._asdict()
+    return None
+
+
+def _utc_iso(start: datetime) -> str:
+    """How pydantic writes an aware datetime after the model's conversion to UTC."""
+    text = start.astimezone(UTC).isoformat()
+    return text[:-6] + "Z"  # "+00:00"
+
+
+def _event_via_model(
+    kind: str, id: Any, start: Any, duration: Any, data: Payload
+) -> dict[str, Any]:
+    from worklens.protocol import messages
+
+    model = getattr(messages, _EVENT_MODEL[kind])
+    dumped: dict[str, Any] = model(
+        id=id, start=start, duration=duration, data=data._asdict()
+    ).model_dump(mode="json")
+    return dumped
+
+
+def _ingest_result(obj: Any) -> IngestResult | None:
+    if type(obj) is not dict or not obj.keys() <= _RESULT_KEYS:
+        return None
+    accepted, duplicates, updated = (
+        obj.get("accepted"),
+        obj.get("duplicates"),
+        obj.get("updated", 0),
+    )
+    if (
+        type(accepted) is int
+        and type(duplicates) is int
+        and type(updated) is int
+        and min(accepted, duplicates, updated) >= 0
+    ):
+        return IngestResult(accepted, duplicates, updated)
+    return None

@@ -1,0 +1,371 @@
+"""The agent's pydantic-free wire builders and readers agree with the protocol models.
+
+For every input, ``wire`` either gives exactly what the pydantic model gives
+(compared as msgpack bytes, so an int where the model has a float, a key
+order or a NaN would show) or the model's own ValidationError. The fast paths
+are also checked alone, on the values the agent really produces, with the
+fallback to the model switched off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from worklens.protocol import codec, messages, wire
+
+EVENT_MODELS: dict[type, type[BaseModel]] = {
+    wire.FocusData: messages.FocusEvent,
+    wire.AfkData: messages.AfkEvent,
+    wire.HostData: messages.HostEvent,
+    wire.HeartbeatData: messages.HeartbeatEvent,
+}
+
+
+def packed(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def outcome(build: Callable[[], Any]) -> tuple[str, Any]:
+    """("ok", msgpack bytes of the result) or ("invalid", None) on a ValidationError."""
+    try:
+        result = build()
+    except ValidationError:
+        return ("invalid", None)
+    return ("ok", packed(result))
+
+
+def by_model(ev: wire.Event[Any]) -> dict[str, Any]:
+    model = EVENT_MODELS[type(ev.data)]
+    dumped: dict[str, Any] = model(
+        id=ev.id, start=ev.start, duration=ev.duration, data=ev.data._asdict()
+    ).model_dump(mode="json")
+    return dumped
+
+
+# --- strategies: the ordinary values and everything around the models' limits -------
+
+MAX = wire.MAX_EVENT_DURATION_S
+floats_near_limits = st.sampled_from(
+    [0, 0.0, -0.0, -1e-9, 1e-300, 99.99, 100, 100.0, 100.0000001, MAX, MAX + 1e-6, 1e300]
+)
+any_number = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**6), 10**6),
+    floats_near_limits,
+)
+odd_values = st.sampled_from([None, True, False, "5", "x", b"5", [], {}])
+numbers = st.one_of(any_number, any_number, odd_values)
+optional_numbers = st.one_of(st.none(), numbers)
+
+
+def texts_around(limit: int) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.text(max_size=40),
+        st.integers(limit - 2, limit + 2).map(lambda n: "é" * n),
+        st.sampled_from(["\ud800", "ok\udfffok", "tab\there", "日本語 — Résumé"]),
+        odd_values,
+    )
+
+
+timezones = st.one_of(
+    st.none(),
+    st.just(UTC),
+    st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23)).map(timezone),
+    st.timezones(),
+)
+starts = st.one_of(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=timezones
+    ),
+    st.sampled_from(["2026-11-02T09:00:00+01:00", 0, None]),
+)
+ids = st.one_of(st.uuids(), st.uuids().map(str), st.sampled_from(["nope", 5]))
+durations = st.one_of(st.floats(0, MAX), numbers)
+
+payloads = st.one_of(
+    st.builds(wire.FocusData, app=texts_around(wire.MAX_APP), title=texts_around(wire.MAX_TITLE)),
+    st.builds(wire.AfkData, status=st.sampled_from(["afk", "active", "asleep", "AFK", 1, None])),
+    st.builds(
+        wire.HostData,
+        cpu_percent=numbers,
+        mem_percent=numbers,
+        swap_percent=optional_numbers,
+        disk_percent=optional_numbers,
+        load1=optional_numbers,
+        load5=optional_numbers,
+        load15=optional_numbers,
+        uptime_s=optional_numbers,
+        temperature_c=optional_numbers,
+    ),
+    st.builds(
+        wire.HeartbeatData,
+        agent_version=texts_around(wire.MAX_AGENT_VERSION),
+        spool_depth=numbers,
+        dropped=numbers,
+    ),
+)
+events = st.builds(wire.Event, id=ids, start=starts, duration=durations, data=payloads)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events)
+def test_every_event_is_what_the_model_gives(ev: wire.Event[Any]) -> None:
+    assert outcome(ev.to_wire) == outcome(lambda: by_model(ev))
+
+
+# --- the fast path alone, on what the agent produces -----------------------------------
+
+real_starts = st.datetimes(
+    min_value=datetime(2000, 1, 1),
+    max_value=datetime(2100, 1, 1),
+    timezones=st.one_of(st.just(UTC), st.timezones()),
+)
+percent = st.one_of(st.floats(0, 100), st.integers(0, 100))
+positive = st.one_of(st.floats(0, 1e12), st.integers(0, 10**9))
+real_payloads = st.one_of(
+    st.builds(
+        wire.FocusData,
+        app=st.text(max_size=wire.MAX_APP),
+        title=st.text(max_size=wire.MAX_TITLE),
+    ),
+    st.builds(wire.AfkData, status=st.sampled_from(["afk", "active"])),
+    st.builds(
+        wire.HostData,
+        cpu_percent=percent,
+        mem_percent=percent,
+        swap_percent=st.none() | percent,
+        disk_percent=st.none() | percent,
+        load1=st.none() | positive,
+        load5=st.none() | positive,
+        load15=st.none() | positive,
+        uptime_s=st.none() | positive,
+        # The collector reports only finite readings (NaN is covered above).
+        temperature_c=st.none() | st.floats(-300, 300) | st.integers(-300, 300),
+    ),
+    st.builds(
+        wire.HeartbeatData,
+        agent_version=st.text(max_size=wire.MAX_AGENT_VERSION),
+        spool_depth=st.integers(0, 10**9),
+        dropped=st.integers(0, 10**9),
+    ),
+)
+real_events = st.builds(
+    wire.Event,
+    id=st.uuids(),
+    start=real_starts,
+    duration=st.one_of(st.floats(0, MAX), st.integers(0, int(MAX))),
+    data=real_payloads,
+)
+
+
+@pytest.fixture
+def no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"fast path not taken for {args}")
+
+    monkeypatch.setattr(wire, "_event_via_model", refuse)
+
+
+@settings(
+    max_examples=2000,
+    deadline=None,
+    # The patch stays in place for all examples, which is the point.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(ev=real_events)
+def test_the_agents_events_take_the_fast_path_and_round_trip(
+    ev: wire.Event[Any], no_fallback: None
+) -> None:
+    built = ev.to_wire()
+    assert packed(built) == packed(by_model(ev))
+    # It is a valid event as the server reads it, through either encoding.
+    for received in (codec.unpack(codec.pack(built)), codec.from_json(codec.to_json(built))):
+        model = messages.event_adapter.validate_python(received)
+        assert packed(model.model_dump(mode="json")) == packed(built)
+
+
+def test_builds_a_batch_and_its_frame() -> None:
+    now = datetime(2026, 11, 2, 9, 0, 0, 120, tzinfo=timezone(timedelta(hours=1)))
+    evs = [
+        wire.Event(uuid.uuid4(), now, 12.5, wire.FocusData("code", "main.py — 日本語")),
+        wire.Event(uuid.uuid4(), now, 0, wire.AfkData("afk")),
+        wire.Event(uuid.uuid4(), now, 0.0, wire.HostData(5, 10.5, load1=0.25)),
+        wire.Event(uuid.uuid4(), now, 0.0, wire.HeartbeatData("0.1.0", 3, 1)),
+    ]
+    b = wire.batch([e.to_wire() for e in evs])
+    model = messages.Batch.model_validate(codec.unpack(codec.pack(b)))
+    assert packed(model.model_dump(mode="json")) == packed(b)
+    assert b["events"][0]["start"] == "2026-11-02T08:00:00.000120Z"
+    frame = wire.batch_frame(7, b)
+    parsed = messages.BatchFrame.model_validate(frame)
+    assert packed(parsed.model_dump(mode="json")) == packed(frame)
+
+
+def test_values_the_model_refuses_raise_its_error() -> None:
+    now = datetime.now(UTC)
+    with pytest.raises(ValidationError):
+        wire.Event(uuid.uuid4(), now, 0.0, wire.HostData(140, 10)).to_wire()
+    with pytest.raises(ValidationError):
+        wire.Event(uuid.uuid4(), now, MAX + 1, wire.FocusData("a")).to_wire()
+    with pytest.raises(ValidationError, match="timezone"):
+        wire.Event(uuid.uuid4(), datetime(2026, 1, 1), 0.0, wire.FocusData("a")).to_wire()
+
+
+# --- reading the server's frames ------------------------------------------------------
+
+
+def light(frame: messages.AckFrame | messages.ErrorFrame) -> wire.AckFrame | wire.ErrorFrame:
+    if isinstance(frame, messages.AckFrame):
+        r = frame.result
+        return wire.AckFrame(frame.seq, wire.IngestResult(r.accepted, r.duplicates, r.updated))
+    return wire.ErrorFrame(frame.seq, frame.status, frame.error, frame.detail)
+
+
+def read_outcome(read: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return ("ok", read())
+    except ValidationError:
+        return ("invalid", None)
+
+
+json_values = st.recursive(
+    # Integers in msgpack's range: the server's frames are msgpack too.
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+counts = st.one_of(st.integers(0, 10**12), st.integers(-3, 3), json_values)
+results = st.one_of(
+    st.fixed_dictionaries(
+        {"accepted": counts, "duplicates": counts}, optional={"updated": counts, "x": counts}
+    ),
+    json_values,
+)
+frames = st.one_of(
+    st.fixed_dictionaries(
+        {"t": st.sampled_from(["ack", "error", "batch", "ACK"]), "seq": counts},
+        optional={
+            "result": results,
+            "status": counts,
+            "error": st.one_of(st.text(), st.just("bad\ud800"), json_values),
+            "detail": json_values,
+            "extra": json_values,
+        },
+    ),
+    json_values,
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(frames)
+def test_every_server_frame_is_read_as_the_model_reads_it(obj: Any) -> None:
+    expected = read_outcome(lambda: light(messages.server_frame_adapter.validate_python(obj)))
+    assert read_outcome(lambda: wire.server_frame(obj)) == expected
+
+
+@settings(max_examples=1000, deadline=None)
+@given(results)
+def test_every_ingest_result_is_read_as_the_model_reads_it(obj: Any) -> None:
+    def by_model() -> wire.IngestResult:
+        r = messages.IngestResult.model_validate(obj)
+        return wire.IngestResult(r.accepted, r.duplicates, r.updated)
+
+    assert read_outcome(lambda: wire.ingest_result(obj)) == read_outcome(by_model)
+
+
+server_frames = st.one_of(
+    st.builds(
+        messages.AckFrame,
+        seq=st.integers(0, 2**63),
+        result=st.builds(
+            messages.IngestResult,
+            accepted=st.integers(0, 5000),
+            duplicates=st.integers(0, 5000),
+            updated=st.integers(0, 5000),
+        ),
+    ),
+    st.builds(
+        messages.ErrorFrame,
+        seq=st.none() | st.integers(0, 2**63),
+        status=st.integers(400, 599),
+        error=st.text(),
+        detail=json_values,
+    ),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(server_frames)
+def test_what_the_server_sends_takes_the_fast_path(
+    frame: messages.AckFrame | messages.ErrorFrame,
+) -> None:
+    for received in (
+        codec.unpack(codec.pack(frame.model_dump(mode="json"))),
+        json.loads(frame.model_dump_json()),
+    ):
+        expected = light(messages.server_frame_adapter.validate_python(received))
+        # With the model out of reach, only the fast path can answer.
+        with mock.patch.object(messages, "server_frame_adapter", None):
+            assert wire.server_frame(received) == expected
+        if isinstance(frame, messages.AckFrame):
+            with mock.patch.object(messages, "IngestResult", None):
+                assert wire.ingest_result(received["result"]) == expected.result  # type: ignore[union-attr]
+
+
+# --- the agent really runs without pydantic ---------------------------------------------
+
+
+def test_the_agent_steady_state_never_imports_pydantic(tmp_path: Path) -> None:
+    code = """
+import sys, uuid
+from datetime import UTC, datetime
+from worklens import cli
+from worklens.agent import config, runtime, transport
+from worklens.agent.collectors import focus_x11, host, idle_x11
+from worklens.protocol import wire
+
+cfg = config.load(None, {}, {
+    "WORKLENS_AGENT_SERVER": "http://127.0.0.1:1",
+    "WORKLENS_AGENT_STATE_DIR": sys.argv[1],
+    "WORKLENS_AGENT_POLL_INTERVAL_S": "1",
+    "WORKLENS_AGENT_COLLECTORS": "focus,idle,host",
+})
+now = datetime.now(UTC)
+sample = host.HostCollector().poll()
+for data in (wire.FocusData("a", "b"), wire.AfkData("afk"), sample, wire.HeartbeatData("1", 2, 3)):
+    wire.Event(uuid.uuid4(), now, 1.5, data).to_wire()
+wire.server_frame({"t": "ack", "seq": 1, "result": {"accepted": 1, "duplicates": 0, "updated": 0}})
+wire.server_frame({"t": "error", "seq": 2, "status": 400, "error": "bad", "detail": None})
+wire.ingest_result({"accepted": 1, "duplicates": 0, "updated": 0})
+heavy = ("pydantic", "worklens.protocol.messages", "worklens.agent.config_model", "httpx")
+print(sorted(m for m in sys.modules if m in heavy or m.startswith("pydantic.")))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKLENS_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert out.stdout.strip() == "[]"
