@@ -5,6 +5,7 @@ Run by hand (pytest never collects it):
     /work/venv/bin/python benchmarks/bench_ingest.py                       # both back ends
     /work/venv/bin/python benchmarks/bench_ingest.py --backend sqlite --encoding msgpack
     /work/venv/bin/python benchmarks/bench_ingest.py --profile             # + py-spy of the server
+    /work/venv/bin/python benchmarks/bench_ingest.py --compact             # + size after compaction
 
 For each (back end, encoding) it starts a fresh database and a real server
 (one uvicorn worker in a subprocess, loopback, rate limit off), enrolls
@@ -315,6 +316,7 @@ def run_one(
         url, ["events", "host_samples", "event_data", "rollups", "ingest_batches"]
     )
     stored = counts["events"] + counts["host_samples"]
+    compacted = compact_all(url) if args.compact else None
     accepted = sum(r["accepted"] for r in res)
     sent = sum(r["sent"] for r in res)
     lat = sorted(x for r in res for x in r["latencies"])
@@ -343,6 +345,56 @@ def run_one(
         "per_table": per_table,
         "counts": counts,
         "bytes_per_event": total / stored if stored else 0.0,
+        "compacted": compacted,
+    }
+
+
+def compact_all(url: str) -> dict[str, Any]:
+    """--compact: pack every day that has ended (cut-off "now"), timed, then the
+    size again. Compaction frees the events table's pages all at once; a server
+    that compacts as it goes reuses them for new rows (SQLite's free list,
+    PostgreSQL's free space map after autovacuum), so the steady-state size is
+    the one without them: the SQLite free list is left out, and PostgreSQL's
+    events table is rewritten (VACUUM FULL events, that table only)."""
+    import sqlalchemy
+
+    from worklens.server.store.compaction import compact
+    from worklens.server.store.db import Database
+
+    db = Database(url)
+    try:
+        result = compact(db, int(time.time() * 1000))
+    finally:
+        db.dispose()
+    raw_total, _ = benchlib.db_bytes(url)
+    free = 0
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(benchlib.sqlite_path(url))
+        try:
+            pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            free = pages * conn.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            conn.close()
+    else:
+        engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("VACUUM FULL events"))
+        finally:
+            engine.dispose()
+    total, per_table = benchlib.db_bytes(url)
+    counts = benchlib.row_counts(url, ["events", "event_chunks"])
+    return {
+        "groups": result.groups,
+        "events": result.events,
+        "seconds": result.seconds,
+        "raw_total": raw_total,
+        "total": total - free,
+        "free": free,
+        "per_table": per_table,
+        "counts": counts,
     }
 
 
@@ -391,6 +443,24 @@ def show(r: dict[str, Any], machine_cores: int) -> None:
     )
     if indexes:
         print(f"      of which secondary/unique indexes: {indexes}")
+    k = r["compacted"]
+    if k is not None:
+        per_million = k["seconds"] / k["events"] * 1e6 if k["events"] else 0.0
+        print(
+            f"      compaction: {k['events']:,} events into {k['groups']:,} chunks"
+            f" in {k['seconds']:.1f}s ({per_million:.1f} s per million events);"
+            f" {k['counts']['events']:,} events left as rows"
+        )
+        tables = ", ".join(
+            f"{name} {v / stored:.1f}"
+            for name, v in sorted(benchlib.by_table(k["per_table"]).items(), key=lambda kv: -kv[1])
+            if v / stored >= 0.1
+        )
+        print(
+            f"      database after compaction {benchlib.mib(k['total'])} ="
+            f" {k['total'] / stored:.1f} B/event ({tables});"
+            f" before reclaiming the freed pages {k['raw_total'] / stored:.1f} B/event"
+        )
 
 
 def main() -> None:
@@ -439,6 +509,12 @@ def main() -> None:
         " (argv: database URL, port, rollup interval), e.g. to try a patched server",
     )
     ap.add_argument(
+        "--compact",
+        action="store_true",
+        help="after the run, compact every ended day's raw events into chunks (timed)"
+        " and measure the size again",
+    )
+    ap.add_argument(
         "--profile-gil",
         action="store_true",
         help="with --profile: only samples of the thread holding the GIL (CPU, no waits)",
@@ -477,10 +553,12 @@ def main() -> None:
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("summary (events/s | events per server CPU-s | peak RSS | bytes/event):")
     for r in results:
+        stored = r["counts"]["events"] + r["counts"]["host_samples"]
         print(
             f"  {r['backend']:>10} {r['encoding']:>8}  {r['eps']:>9,.0f} |"
             f" {r['eps_per_server_cpu']:>9,.0f} |"
             f" {r['hwm'] / 2**20:6.1f} MiB | {r['bytes_per_event']:5.1f} B"
+            + (f" -> {r['compacted']['total'] / stored:5.1f} B compacted" if r["compacted"] else "")
         )
 
 

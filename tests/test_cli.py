@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from worklens.protocol.messages import Batch, SystemIdentity
-from worklens.server.store import orgs
+from worklens.server.store import migrate, orgs
 from worklens.server.store.db import Database
 from worklens.server.store.devices import authenticate, enroll
 from worklens.server.store.ingest import EventWriter
@@ -94,9 +94,102 @@ def test_org_token_report_round_trip(tmp_path: Path) -> None:
 
 def test_db_upgrade_and_help(tmp_path: Path) -> None:
     r = wl("db", "upgrade", "--db", f"sqlite:///{tmp_path / 'x.db'}")
-    assert r.returncode == 0 and "revision 0001" in r.stdout
+    assert r.returncode == 0 and f"revision {migrate.head()}" in r.stdout
     r = wl("--help")
     for command in ("up", "server", "agent", "org", "token", "report", "db"):
         assert command in r.stdout
     r = wl("agent", "--server", "ftp://nowhere", "--state-dir", str(tmp_path))
     assert r.returncode == 1 and "server = 'ftp://nowhere'" in r.stderr
+
+
+def test_categories_teams_people_and_time_zone(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'wl.db'}"
+    assert wl("org", "create", "acme", db=db).returncode == 0
+    database = Database(db)
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    with database.write() as conn:
+        org = orgs.get_org(conn, "acme")
+        _, token = enroll(conn, org, SystemIdentity(hardware_uuid="hw", hostname="pc"), 0)
+        device = authenticate(conn, token)
+    assert device is not None
+
+    def event(kind: str, duration: float, **data: str) -> dict[str, object]:
+        start = t0.isoformat()
+        return {
+            "id": str(uuid.uuid4()),
+            "kind": kind,
+            "start": start,
+            "duration": duration,
+            "data": data,
+        }
+
+    batch = Batch.model_validate(
+        {
+            "batch_id": str(uuid.uuid4()),
+            "events": [
+                event("focus", 1800, app="code", title="main.py"),
+                event("afk", 1800, status="active"),
+            ],
+        }
+    )
+    EventWriter(database).ingest(device, batch, 0)
+    database.dispose()
+    span = ["--start", t0.isoformat(), "--end", (t0 + timedelta(days=1)).isoformat(), "--json"]
+
+    r = wl("report", "time", "--group-by", "category", *span, db=db)
+    assert json.loads(r.stdout)["rows"] == [
+        {"key": "Work > Programming > Editors", "seconds": 1800.0}
+    ]
+    r = wl("categories", "show", db=db)
+    assert r.returncode == 0 and json.loads(r.stdout)["categories"]
+    rules = tmp_path / "rules.json"
+    rules.write_text(
+        json.dumps(
+            {
+                "categories": [
+                    {
+                        "path": ["Deep work"],
+                        "rule": {"regex": "^code$"},
+                        "productivity": "productive",
+                    }
+                ]
+            }
+        )
+    )
+    r = wl("categories", "set", str(rules), db=db)
+    assert r.returncode == 0, r.stderr
+    r = wl("report", "time", "--group-by", "category", "--depth", "1", *span, db=db)
+    assert json.loads(r.stdout)["rows"] == [{"key": "Deep work", "seconds": 1800.0}]
+    rules.write_text(json.dumps({"categories": [{"path": ["Bad"], "rule": {"regex": "(a+)+$"}}]}))
+    r = wl("categories", "set", str(rules), db=db)
+    assert r.returncode == 2 and "too slow" in r.stderr
+    r = wl("report", "time", "--group-by", "productivity", *span, db=db)
+    assert json.loads(r.stdout)["rows"] == [{"key": "productive", "seconds": 1800.0}]
+
+    assert wl("team", "create", "Research", db=db).returncode == 0
+    r = wl("person", "create", "Ada", "--team", "Nope", db=db)
+    assert r.returncode == 2 and "no team 'Nope'" in r.stderr
+    r = wl("person", "create", "Ada", "--team", "Research", db=db)
+    assert r.returncode == 0 and "id 1" in r.stdout
+    assert wl("person", "assign", "1", str(device.id), db=db).returncode == 0
+    assert wl("person", "assign", "1", "999", db=db).returncode == 1
+    overrides = tmp_path / "team.json"
+    overrides.write_text(
+        json.dumps(
+            {
+                "replace": [
+                    {"path": ["Deep work"], "rule": {"regex": "^code$"}, "productivity": "neutral"}
+                ]
+            }
+        )
+    )
+    assert wl("categories", "set", str(overrides), "--team", "Research", db=db).returncode == 0
+    r = wl("report", "time", "--group-by", "productivity", *span, db=db)
+    assert json.loads(r.stdout)["rows"] == [{"key": "neutral", "seconds": 1800.0}]
+
+    r = wl("org", "set-timezone", "Mars/Olympus", db=db)
+    assert r.returncode == 2 and "Mars/Olympus" in r.stderr
+    r = wl("org", "set-timezone", "Asia/Kolkata", db=db)
+    assert r.returncode == 0 and "set to Asia/Kolkata" in r.stdout
+    r = wl("report", "time", *span, db=db)
+    assert json.loads(r.stdout)["rows"] == [{"key": "code", "seconds": 1800.0}]

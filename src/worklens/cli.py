@@ -48,6 +48,25 @@ def _iso(value: str, name: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _org_id(database: Any, org_name: str | None) -> int:
+    """The named organization, or the only one there is."""
+    from sqlalchemy import select
+
+    from worklens.server.store import orgs
+    from worklens.server.store.schema import orgs as orgs_table
+
+    with database.read() as conn:
+        if org_name:
+            try:
+                return int(orgs.get_org(conn, org_name).id)
+            except orgs.UnknownOrg as exc:
+                raise click.BadParameter(str(exc), param_hint="--org") from None
+        ids = [r.id for r in conn.execute(select(orgs_table.c.id))]
+    if len(ids) != 1:
+        raise click.BadParameter(f"{len(ids)} organizations exist: name one", param_hint="--org")
+    return int(ids[0])
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="worklens")
 def main() -> None:
@@ -129,6 +148,40 @@ def db_upgrade(db_url: str | None) -> None:
     click.echo(f"database at revision {migrate.current(database)}")
 
 
+@db.command("compact")
+@click.option(
+    "--older-than-days",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Pack days that ended more than this many days ago"
+    " (default: $WORKLENS_COMPACT_AFTER_DAYS, else 2; 0 = every day that has ended).",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="At most this many bucket-days."
+)
+@click.option("--db", "db_url", default=None, help=DB_HELP)
+def db_compact(older_than_days: float | None, limit: int | None, db_url: str | None) -> None:
+    """Pack old raw events into one compressed row per stream and day.
+
+    The server does this by itself in the background; this runs it now. Safe
+    while servers ingest: a late event for a packed day unpacks it again.
+    """
+    from worklens.server.settings import ServerSettings
+    from worklens.server.store import compaction
+
+    if older_than_days is None:
+        older_than_days = ServerSettings().compact_after_days
+    database = _database(db_url)
+    try:
+        cutoff = compaction.default_cutoff_ms(_now_ms(), older_than_days)
+        result = compaction.compact(database, cutoff, limit)
+    finally:
+        database.dispose()
+    click.echo(
+        f"compacted {result.groups} bucket-days, {result.events} events, in {result.seconds:.1f} s"
+    )
+
+
 # --- organizations and tokens ---------------------------------------------------
 
 
@@ -182,6 +235,166 @@ def token_create(org_name: str, role: str, name: str, db: str | None) -> None:
     click.echo(tok)
 
 
+@org.command("set-timezone")
+@click.argument("zone_name", metavar="ZONE")
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def org_set_timezone(zone_name: str, org_name: str | None, db: str | None) -> None:
+    """Split report days at midnight in ZONE (an IANA name such as Europe/Berlin).
+    Day rollups are rebuilt for the new zone by the server in the background."""
+    from worklens.server.store import orgs
+    from worklens.server.store.rollups import Rollups
+    from worklens.timeline.periods import UnknownTimeZone
+
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    try:
+        with database.write() as conn:
+            changed = orgs.set_timezone(conn, org_id, zone_name, Rollups(database))
+    except UnknownTimeZone as exc:
+        raise click.BadParameter(str(exc), param_hint="ZONE") from None
+    click.echo(f"time zone {'set to' if changed else 'already'} {zone_name}")
+
+
+@main.group()
+def categories() -> None:
+    """Category rules: which apps, titles and sites count as what."""
+
+
+@categories.command("show")
+@click.option("--team", default=None, help="Show this team's overrides instead.")
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def categories_show(team: str | None, org_name: str | None, db: str | None) -> None:
+    """Print the organization's rules (or a team's overrides) as JSON."""
+    from worklens.server.store import category_rules
+    from worklens.server.store import people as people_store
+
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    with database.read() as conn:
+        if team is None:
+            data = category_rules.org_rules(conn, org_id).to_data()
+        else:
+            try:
+                team_id = people_store.team_id_by_name(conn, org_id, team)
+            except people_store.NotFound as exc:
+                raise click.BadParameter(str(exc), param_hint="--team") from None
+            data = category_rules.team_overrides(conn, org_id, team_id).model_dump(mode="json")
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@categories.command("set")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--team", default=None, help="Set this team's overrides instead.")
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def categories_set(file: Any, team: str | None, org_name: str | None, db: str | None) -> None:
+    """Replace the rules with FILE (JSON as printed by `categories show`; - for
+    stdin). Every regex is checked first; nothing changes if one is refused."""
+    from worklens.categories import RuleError
+    from worklens.server.store import category_rules
+    from worklens.server.store import people as people_store
+
+    try:
+        data = json.load(file)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="FILE") from None
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    try:
+        with database.write() as conn:
+            if team is None:
+                rules = category_rules.set_org_rules(conn, org_id, data, _now_ms())
+                click.echo(f"{len(rules)} categories saved (version {rules.version[:12]})")
+            else:
+                team_id = people_store.team_id_by_name(conn, org_id, team)
+                category_rules.set_team_overrides(conn, org_id, team_id, data)
+                click.echo(f"overrides of team {team!r} saved")
+    except RuleError as exc:
+        raise click.BadParameter(str(exc), param_hint="FILE") from None
+    except people_store.NotFound as exc:
+        raise click.BadParameter(str(exc), param_hint="--team") from None
+
+
+@main.group()
+def team() -> None:
+    """Teams of people."""
+
+
+@team.command("create")
+@click.argument("name")
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def team_create(name: str, org_name: str | None, db: str | None) -> None:
+    """Create team NAME."""
+    from worklens.server.store import people as people_store
+
+    if not name.strip() or len(name) > 128:
+        raise click.BadParameter("must be 1 to 128 characters", param_hint="NAME")
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    try:
+        with database.write() as conn:
+            team_id = people_store.create_team(conn, org_id, name.strip(), _now_ms())
+    except people_store.Exists as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"team {name!r} created (id {team_id})")
+
+
+@main.group()
+def person() -> None:
+    """People, and the devices they use."""
+
+
+@person.command("create")
+@click.argument("name")
+@click.option("--team", default=None, help="The person's team (by name).")
+@click.option("--email", default=None)
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def person_create(
+    name: str, team: str | None, email: str | None, org_name: str | None, db: str | None
+) -> None:
+    """Create person NAME."""
+    from worklens.server.store import people as people_store
+
+    if not name.strip() or len(name) > 128:
+        raise click.BadParameter("must be 1 to 128 characters", param_hint="NAME")
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    try:
+        with database.write() as conn:
+            team_id = None if team is None else people_store.team_id_by_name(conn, org_id, team)
+            person_id = people_store.create_person(
+                conn, org_id, name.strip(), _now_ms(), team_id, email
+            )
+    except people_store.NotFound as exc:
+        raise click.BadParameter(str(exc), param_hint="--team") from None
+    except people_store.Exists as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"person {name!r} created (id {person_id})")
+
+
+@person.command("assign")
+@click.argument("person_id", type=int)
+@click.argument("device_id", type=int)
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def person_assign(person_id: int, device_id: int, org_name: str | None, db: str | None) -> None:
+    """Record that PERSON_ID uses DEVICE_ID (see `worklens report time --group-by device`)."""
+    from worklens.server.store import people as people_store
+
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    try:
+        with database.write() as conn:
+            people_store.assign_device(conn, org_id, device_id, person_id)
+    except people_store.NotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"device {device_id} is used by person {person_id}")
+
+
 # --- reports --------------------------------------------------------------------
 
 
@@ -192,8 +405,12 @@ def report() -> None:
 
 @report.command("time")
 @click.option(
-    "--group-by", type=click.Choice(["app", "title", "device"]), default="app", show_default=True
+    "--group-by",
+    type=click.Choice(["app", "title", "category", "productivity", "device"]),
+    default="app",
+    show_default=True,
 )
+@click.option("--depth", type=click.IntRange(1, 16), default=None, help="Category levels to keep.")
 @click.option("--device", type=int, default=None, help="Only this device id.")
 @click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
 @click.option("--start", required=True, help="ISO 8601 start, e.g. 2026-11-02T00:00:00Z.")
@@ -202,6 +419,7 @@ def report() -> None:
 @click.option("--db", default=None, help=DB_HELP)
 def report_time(
     group_by: str,
+    depth: int | None,
     device: int | None,
     org_name: str | None,
     start: str,
@@ -209,29 +427,14 @@ def report_time(
     as_json: bool,
     db: str | None,
 ) -> None:
-    """Active time (focus while not afk) per app, title or device."""
-    from sqlalchemy import select
-
+    """Active time (focus while not afk) per app, title, category, productivity
+    class or device. Categories follow the organization's current rules."""
     from worklens.server.analytics.time_report import ReportError, time_report
-    from worklens.server.store import orgs
     from worklens.server.store.rollups import Rollups
-    from worklens.server.store.schema import orgs as orgs_table
 
     t0, t1 = _iso(start, "--start"), _iso(end, "--end")
     database = _database(db)
-    with database.read() as conn:
-        if org_name:
-            try:
-                org_id = orgs.get_org(conn, org_name).id
-            except orgs.UnknownOrg as exc:
-                raise click.BadParameter(str(exc), param_hint="--org") from None
-        else:
-            ids = [r.id for r in conn.execute(select(orgs_table.c.id))]
-            if len(ids) != 1:
-                raise click.BadParameter(
-                    f"{len(ids)} organizations exist: name one", param_hint="--org"
-                )
-            org_id = ids[0]
+    org_id = _org_id(database, org_name)
     try:
         rows = time_report(
             database,
@@ -241,6 +444,7 @@ def report_time(
             round(t0.timestamp() * 1000),
             round(t1.timestamp() * 1000),
             device,
+            depth=depth,
         )
     except ReportError as exc:
         raise click.UsageError(str(exc)) from None

@@ -1,10 +1,12 @@
-"""The FastAPI application: routers, error handlers and background jobs."""
+"""The FastAPI application: routers, error handlers and background jobs (rollup
+refresh, event compaction)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -12,10 +14,20 @@ from starlette.concurrency import run_in_threadpool
 
 from worklens import __version__
 from worklens.server import errors
-from worklens.server.api import agent_ws, devices, enroll, health, ingest, reports
+from worklens.server.api import (
+    agent_ws,
+    categories,
+    devices,
+    enroll,
+    health,
+    ingest,
+    org,
+    people,
+    reports,
+)
 from worklens.server.services import Services
 from worklens.server.settings import ServerSettings
-from worklens.server.store import migrate
+from worklens.server.store import compaction, migrate
 from worklens.server.web import pages
 
 log = logging.getLogger(__name__)
@@ -39,6 +51,35 @@ async def _refresh_rollups(services: Services) -> None:
             log.exception("rollup refresh failed")
 
 
+def _compact_if_first(services: Services) -> None:
+    # One compactor across all server processes; each group is its own short
+    # write transaction, so ingest interleaves with a long first run.
+    with services.db.exclusive("compaction") as got:
+        if not got:
+            return
+        cutoff = compaction.default_cutoff_ms(
+            time.time_ns() // 1_000_000, services.settings.compact_after_days
+        )
+        result = compaction.compact(services.db, cutoff)
+        if result.groups:
+            log.info(
+                "compacted %d bucket-days (%d events) in %.1f s",
+                result.groups,
+                result.events,
+                result.seconds,
+            )
+
+
+async def _compact_events(services: Services) -> None:
+    """Pack old days of raw events into chunks, at a slow pace."""
+    while True:
+        await asyncio.sleep(services.settings.compact_interval_s)
+        try:
+            await run_in_threadpool(_compact_if_first, services)
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("event compaction failed")
+
+
 def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = True) -> FastAPI:
     settings = settings or ServerSettings()
     services = Services.create(settings)
@@ -47,13 +88,18 @@ def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = Tru
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_refresh_rollups(services))
+        tasks = [
+            asyncio.create_task(_refresh_rollups(services)),
+            asyncio.create_task(_compact_events(services)),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             services.db.dispose()
 
     app = FastAPI(
@@ -67,7 +113,18 @@ def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = Tru
     )
     app.state.services = services
     errors.install(app)
-    for module in (health, enroll, ingest, agent_ws, reports, devices, pages):
+    for module in (
+        health,
+        enroll,
+        ingest,
+        agent_ws,
+        reports,
+        devices,
+        org,
+        people,
+        categories,
+        pages,
+    ):
         app.include_router(module.router)
     return app
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from worklens.server.hub import Hub
 from worklens.server.ratelimit import RateLimiter
 from worklens.server.settings import ServerSettings
+from worklens.server.store.category_rules import Classifiers
 from worklens.server.store.db import Database
 from worklens.server.store.ingest import EventWriter
 from worklens.server.store.rollups import Rollups
@@ -20,6 +21,7 @@ class Services:
     rollups: Rollups
     limiter: RateLimiter
     hub: Hub = field(default_factory=lambda: Hub())
+    classifiers: Classifiers = field(default_factory=lambda: Classifiers())
 
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:

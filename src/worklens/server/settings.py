@@ -32,5 +32,10 @@ class ServerSettings(BaseSettings):
     # A device not heard from for this long is offline.
     offline_after_s: float = Field(default=90.0, gt=0)
     rollup_interval_s: float = Field(default=5.0, gt=0)
+    # Raw events of days that ended more than this many days ago are packed into
+    # one compressed row per bucket and day (store/compaction.py), checked every
+    # compact_interval_s.
+    compact_after_days: float = Field(default=2.0, ge=0)
+    compact_interval_s: float = Field(default=600.0, gt=0)
     # Serve cookies with the Secure flag (set when TLS terminates in front).
     secure_cookies: bool = False

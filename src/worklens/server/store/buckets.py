@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+import heapq
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    LargeBinary,
+    Select,
+    bindparam,
+    cast,
+    null,
+    select,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.types import NullType
 
-from worklens.server.store.schema import buckets, event_data, events
+from worklens.server.store.chunks import StoredEvent, day_of, decode
+from worklens.server.store.schema import buckets, event_chunks, event_data, events
 
 # Native event kinds map onto ActivityWatch's bucket types, so data from
 # ActivityWatch watchers and from our agent land in the same kind of stream.
@@ -49,46 +64,138 @@ def buckets_of(conn: Connection, device_ids: list[int]) -> dict[int, list[Bucket
     return out
 
 
+def read_events(
+    conn: Connection, refs: list[BucketRef], start_ms: int, end_ms: int
+) -> dict[int, list[StoredEvent]]:
+    """The events overlapping ``[start_ms, end_ms)``, per bucket, wherever they are
+    stored: rows of ``events`` and old days packed in ``event_chunks``.
+
+    The one read of stored events (:func:`spans`, and so rollups and reports, is
+    this without the ids; the ActivityWatch API is to use it too), so an event
+    reads the same before and after compaction. The primary keys lead with
+    (bucket, start), so each bucket's search starts at ``start_ms`` minus that
+    bucket's longest event: nothing earlier can reach the window. All buckets go
+    in one statement (a UNION ALL of range scans over both tables), so a report
+    over many devices costs one round trip, not one per bucket, and one
+    snapshot: a compaction committing meanwhile can neither hide a day nor show
+    it twice. Events come in (start, event id) order, so when two events start
+    at the same instant the "latest start wins" rule picks the higher id, on
+    every back end and in every query plan.
+    """
+    out: dict[int, list[StoredEvent]] = {}
+    for b, (rows, packed) in _scan(conn, refs, start_ms, end_ms).items():
+        evs = [StoredEvent(s, bytes(uid), d, i) for s, uid, d, i in rows]
+        out[b] = _with_packed(evs, packed, start_ms, end_ms) if packed else evs
+    return out
+
+
 def spans(
     conn: Connection, refs: list[BucketRef], start_ms: int, end_ms: int
 ) -> dict[int, list[tuple[int, int, int]]]:
-    """(start, end, data_id) of the events overlapping ``[start_ms, end_ms)``, per bucket.
+    """(start, end, data_id) of the events overlapping ``[start_ms, end_ms)``, per
+    bucket, in (start, event id) order: :func:`read_events` without the ids."""
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    for b, (rows, packed) in _scan(conn, refs, start_ms, end_ms).items():
+        if packed:  # the window reaches compacted days: decode, merge
+            evs = [StoredEvent(s, bytes(uid), d, i) for s, uid, d, i in rows]
+            evs = _with_packed(evs, packed, start_ms, end_ms)
+            out[b] = [(e.start_ms, e.start_ms + e.duration_ms, e.data_id) for e in evs]
+        else:  # the hot path of rollup refreshes: straight from the rows
+            out[b] = [(s, s + d, i) for s, _uid, d, i in rows]
+    return out
 
-    The primary key is (bucket, start), so each bucket's search starts at
-    ``start_ms`` minus that bucket's longest event: nothing earlier can reach
-    the window. All buckets go in one statement (a UNION ALL of range scans),
-    so a report over many devices costs one round trip, not one per bucket.
-    Rows come in (start, event id) order, so when two events start at the same
-    instant the "latest start wins" rule picks the higher id, on every back end
-    and in every query plan.
-    """
-    out: dict[int, list[tuple[int, int, int]]] = {ref.id: [] for ref in refs}
-    # SQLite allows at most 500 terms in one compound SELECT.
+
+# (start, uid, duration, data id) of rows; (lookback, day_s, body) of chunks
+_Found = tuple[list[tuple[int, bytes, int, int]], list[tuple[int, int, bytes]]]
+
+
+def _scan(conn: Connection, refs: list[BucketRef], start_ms: int, end_ms: int) -> dict[int, _Found]:
+    """Per bucket: the ``events`` rows overlapping the window, in order, and the
+    bodies of the chunks that may hold some, read in one statement."""
+    out: dict[int, _Found] = {ref.id: ([], []) for ref in refs}
+    lookback = {ref.id: start_ms - ref.max_duration_ms for ref in refs}
+    # SQLite allows at most 500 terms in one compound SELECT: two per bucket.
     for chunk_start in range(0, len(refs), 200):
-        parts = [
+        part = refs[chunk_start : chunk_start + 200]
+        params: dict[str, int] = {
+            "start": start_ms,
+            "end": end_ms,
+            "end_day": -(-end_ms // 1000),  # chunks of days starting before end_ms
+        }
+        for k, ref in enumerate(part):
+            params[f"b{k}"] = ref.id
+            params[f"lo{k}"] = lookback[ref.id]
+            params[f"day{k}"] = day_of(lookback[ref.id])
+        # Plain tuples, not the Row objects: 30,000 live Rows cost more in
+        # garbage-collector passes than reading them did.
+        for b, s, uid, d, i, body in conn.execute(_scan_statement(len(part)), params):
+            if body is None:
+                out[b][0].append((s, uid, d, i))
+            else:
+                out[b][1].append((lookback[b], s, body))  # s: the day; in day order
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_statement(n: int) -> Select[Any]:
+    """The read of ``n`` buckets, built once per ``n``: building it anew costs
+    more than running it for the few hours a rollup refresh reads."""
+    no_blob = cast(null(), LargeBinary)
+    no_int = cast(null(), BigInteger)
+    # Both drivers return bytea/BLOB as bytes already: typed as "raw", the byte
+    # columns skip SQLAlchemy's per-row result processing.
+    raw = NullType()
+    parts: list[Select[Any]] = []
+    for k in range(n):
+        parts.append(
             select(
                 events.c.bucket_id,
                 events.c.start_ms,
-                events.c.uid,
+                type_coerce(events.c.uid, raw).label("uid"),
                 events.c.duration_ms,
                 events.c.data_id,
+                type_coerce(no_blob, raw).label("body"),
             ).where(
-                events.c.bucket_id == ref.id,
-                events.c.start_ms >= start_ms - ref.max_duration_ms,
-                events.c.start_ms < end_ms,
+                events.c.bucket_id == bindparam(f"b{k}"),
+                events.c.start_ms >= bindparam(f"lo{k}"),
+                events.c.start_ms < bindparam("end"),
+                events.c.start_ms + events.c.duration_ms > bindparam("start"),
             )
-            for ref in refs[chunk_start : chunk_start + 200]
-        ]
-        if not parts:
-            continue
-        query = union_all(*parts).subquery()
-        rows = conn.execute(
-            select(query).order_by(query.c.bucket_id, query.c.start_ms, query.c.uid)
         )
-        for b, s, _uid, d, i in rows:
-            if s + d > start_ms:
-                out[b].append((s, s + d, i))
-    return out
+        parts.append(
+            select(
+                event_chunks.c.bucket_id,
+                event_chunks.c.day_s,  # in the start_ms column: a chunk row has a body
+                no_blob,
+                no_int,
+                no_int,
+                type_coerce(event_chunks.c.body, raw),
+            ).where(
+                event_chunks.c.bucket_id == bindparam(f"b{k}"),
+                event_chunks.c.day_s >= bindparam(f"day{k}"),
+                event_chunks.c.day_s < bindparam("end_day"),
+                event_chunks.c.min_start_ms < bindparam("end"),
+                event_chunks.c.max_end_ms > bindparam("start"),
+            )
+        )
+    query = union_all(*parts).subquery()
+    # The order of the primary keys (bucket, start, uid), so each part is read in
+    # index order and merged, never sorted.
+    return select(query).order_by(query.c.bucket_id, query.c.start_ms, query.c.uid)
+
+
+def _with_packed(
+    evs: list[StoredEvent], packed: list[tuple[int, int, bytes]], start_ms: int, end_ms: int
+) -> list[StoredEvent]:
+    """``evs`` (from rows, in order) together with the chunks' events in the window."""
+    unpacked = [
+        e
+        for lo, day_s, body in packed  # in day order
+        for e in decode(day_s, body, lo, end_ms)
+        if e.start_ms + e.duration_ms > start_ms
+    ]
+    # A day is either in rows or in a chunk; both sorted, so merge them.
+    return list(heapq.merge(evs, unpacked)) if evs else unpacked
 
 
 def load_data(conn: Connection, ids: set[int], cache: dict[int, dict[str, Any]]) -> None:

@@ -1,12 +1,14 @@
-"""Writing batches of events: idempotent, whole batch in one transaction."""
+"""Writing batches of events: idempotent, whole batch in one transaction.
+
+Events of days already compacted (``compaction``) are unpacked back into rows
+first, so the duplicate check and the updates below only ever deal with rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import threading
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
@@ -21,17 +23,18 @@ from worklens.protocol.messages import (
     HostEvent,
     IngestResult,
 )
+from worklens.server.store import chunks
 from worklens.server.store import devices as devices_store
 from worklens.server.store.buckets import KIND_BUCKETS, bucket_name
 from worklens.server.store.db import Database
 from worklens.server.store.devices import DeviceAuth
+from worklens.server.store.rollups import mark_dirty
 from worklens.server.store.schema import (
     buckets,
     event_data,
     events,
     host_samples,
     ingest_batches,
-    rollup_dirty,
 )
 
 HOUR_MS = 3_600_000
@@ -91,6 +94,7 @@ class _Stream:
 
 class _Prepared(NamedTuple):
     streams: dict[str, _Stream]
+    days: list[int]  # the UTC days (chunks.day_of) the streams' events start in
     hosts: dict[int, dict[str, Any]]  # ts_ms -> host_samples row without device_id
     host_count: int
     last_beat: HeartbeatData | None
@@ -168,7 +172,16 @@ class EventWriter:
                 if key not in self._data_ids:
                     text = canonical_json(payload.model_dump())
                     stream.unknown[key] = (data_hash(text), text)
-        return _Prepared(streams, hosts, host_count, beats[-1].data if beats else None, len(beats))
+        days = sorted(
+            {
+                start_ms // chunks.DAY_MS * chunks.DAY_S
+                for stream in streams.values()
+                for start_ms, _, _ in stream.rows.values()
+            }
+        )
+        return _Prepared(
+            streams, days, hosts, host_count, beats[-1].data if beats else None, len(beats)
+        )
 
     def _write(
         self,
@@ -181,8 +194,20 @@ class EventWriter:
     ) -> IngestResult:
         accepted = duplicates = updated = 0
         dirty: set[int] = set()
+        bucket_ids = {
+            kind: self._bucket(conn, device, kind, now_ms, new_buckets) for kind in prepared.streams
+        }
+        # Before anything else is written (so this transaction holds no row lock
+        # another one could be waiting for): no compaction of these buckets may
+        # run between this batch's reads of stored events and its writes. Then
+        # days already compacted go back into rows (logically nothing changes,
+        # so nothing is marked dirty; the compaction packs them again later).
+        if bucket_ids:
+            ids = sorted(set(bucket_ids.values()))
+            chunks.lock_buckets(conn, ids, shared=True)
+            chunks.unpack(self.db, conn, ids, prepared.days)
         for kind, stream in prepared.streams.items():
-            bucket_id = self._bucket(conn, device, kind, now_ms, new_buckets)
+            bucket_id = bucket_ids[kind]
             data_ids = self._data_ids_for(conn, stream, new_data)
             a, d, u = self._store_stream(
                 conn, device.id, kind, bucket_id, stream, data_ids, dirty, new_buckets
@@ -192,7 +217,7 @@ class EventWriter:
             a, d = self._store_hosts(conn, device.id, prepared.hosts, prepared.host_count)
             accepted, duplicates = accepted + a, duplicates + d
         if dirty:
-            self._mark_dirty(conn, device.id, dirty)
+            mark_dirty(self.db, conn, device.id, dirty)
         last = prepared.last_beat
         devices_store.touch(
             conn,
@@ -304,9 +329,7 @@ class EventWriter:
                 duplicates += 1
                 continue
             longest = max(longest, dur)
-        self.db.bulk_insert(
-            conn, events, ("bucket_id", "start_ms", "uid", "duration_ms", "data_id"), fresh
-        )
+        self.db.bulk_insert(conn, events, chunks.EVENT_COLUMNS, fresh)
         if longer:
             conn.execute(
                 update(events)
@@ -380,20 +403,6 @@ class EventWriter:
             columns = tuple(fresh[0])
             self.db.bulk_insert(conn, host_samples, columns, [tuple(r.values()) for r in fresh])
         return len(fresh), count - len(fresh)
-
-    def _mark_dirty(self, conn: Connection, device_id: int, hours: Iterable[int]) -> None:
-        # A fresh random gen, not a counter: a counter restarts when a refresh
-        # deletes the mark, and a refresh that read the old mark would then
-        # mistake the new one for it (see Rollups._store).
-        gen = secrets.randbits(62)
-        stmt: Any = self.db.insert(rollup_dirty)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[rollup_dirty.c.device_id, rollup_dirty.c.hour_s],
-            set_={"gen": stmt.excluded.gen},
-        )
-        conn.execute(
-            stmt, [{"device_id": device_id, "hour_s": h, "gen": gen} for h in sorted(hours)]
-        )
 
 
 def _clusters(sorted_values: list[int], gap: int) -> list[tuple[int, int]]:

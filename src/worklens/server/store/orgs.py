@@ -13,7 +13,9 @@ from worklens.server.security import (
     new_secret,
     same_hash,
 )
+from worklens.server.store.rollups import Rollups
 from worklens.server.store.schema import api_tokens, orgs
+from worklens.timeline.periods import zone
 
 ROLES = ("admin", "manager", "viewer")
 
@@ -101,3 +103,21 @@ def authenticate_token(conn: Connection, token: str) -> TokenAuth | None:
     if row is None or not same_hash(row.token_hash, digest):
         return None
     return TokenAuth(row.id, row.org_id, row.role)
+
+
+def org_settings(conn: Connection, org_id: int) -> dict[str, str]:
+    row = conn.execute(select(orgs.c.name, orgs.c.timezone).where(orgs.c.id == org_id)).one()
+    return {"name": row.name, "timezone": row.timezone}
+
+
+def set_timezone(conn: Connection, org_id: int, name: str, rollups: Rollups) -> bool:
+    """Set the organization's time zone (an IANA name; ``UnknownTimeZone`` names
+    a bad one). Its day rollups are rebuilt in the new zone by the refreshes
+    that follow. Returns whether anything changed."""
+    zone(name)
+    current = conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one()
+    if current == name:
+        return False
+    conn.execute(update(orgs).where(orgs.c.id == org_id).values(timezone=name))
+    rollups.retime(conn, org_id)
+    return True

@@ -10,9 +10,10 @@ disagree with the raw data; late, re-sent and merged events are all just
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 from sqlalchemy import Connection, and_, delete, select, text, tuple_
@@ -26,8 +27,10 @@ from worklens.server.store.buckets import (
     spans,
 )
 from worklens.server.store.db import Database
-from worklens.server.store.schema import rollup_dirty, rollup_keys, rollups
-from worklens.timeline.intervals import active_spans, split_by_period
+from worklens.server.store.schema import devices, orgs, rollup_dirty, rollup_keys, rollups
+from worklens.timeline import periods
+from worklens.timeline.intervals import active_spans, split_by_period, totals
+from worklens.timeline.periods import zone
 
 HOUR_S = 3600
 DAY_S = 86400
@@ -103,28 +106,37 @@ class Rollups:
             if len(rows) < limit:
                 return done
 
-    def _compute(
-        self, conn: Connection, device_id: int, hours: list[int]
-    ) -> dict[tuple[int, int], dict[Any, int]]:
-        """Active ms per (hour, dim) and key of those hours, from raw events. App
-        keys are still names here: ids are given out in the write transaction."""
+    def _compute(self, conn: Connection, device_id: int, hours: list[int]) -> _Computed:
+        """Active ms per (hour, dim) and key of those hours, from raw events, and
+        the raw parts of the local days they touch that are not whole hours.
+        App keys are still names here: ids are given out in the write transaction."""
         refs = device_buckets(conn, device_id)
-        totals: dict[tuple[int, int], dict[Any, int]] = {}
+        tz_name = device_timezone(conn, device_id)
+        tz = zone(tz_name)
+        out = _Computed(tz_name, {}, [], {})
         for run_start, run_end in _runs(hours):
             active, data = self.active(conn, refs, run_start * 1000, run_end * 1000)
             for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
-                h = period_ms // 1000
-                for dim, key in ((DIM_APP, app_of(data[data_id])), (DIM_PAYLOAD, data_id)):
-                    sums = totals.setdefault((h, dim), {})
-                    sums[key] = sums.get(key, 0) + ms
-        return totals
+                _add_keys(out.hours, (period_ms // 1000, 0), data[data_id], data_id, ms)
+        touched = {d for h in hours for d in periods.days(tz, h * 1000, (h + HOUR_S) * 1000)}
+        out.days.extend(sorted(touched))
+        for d0, d1 in out.days:
+            if d1 - d0 < HOUR_S * 1000:
+                continue  # cannot happen in any real zone; keeps hour_edges honest
+            for a, b in periods.hour_edges(d0, d1):
+                if (a, b) == (d0, d1):
+                    continue
+                active, data = self.active(conn, refs, a, b)
+                for data_id, ms in totals(active).items():
+                    _add_keys(out.edges, (d0 // 1000, 0), data[data_id], data_id, ms)
+        return out
 
     def _store(
         self,
         conn: Connection,
         device_id: int,
         marks: dict[int, int],
-        totals: dict[tuple[int, int], dict[Any, int]],
+        computed: _Computed,
         new_keys: dict[tuple[str, str], int],
     ) -> int:
         """Replace the rollup rows of the hours still marked as they were when read.
@@ -149,37 +161,44 @@ class Rollups:
                 ).all()
             )
         hours = sorted(h for h, gen in marks.items() if current.get(h) == gen)
-        if not hours:
+        if not hours or device_timezone(conn, device_id) != computed.tz:
+            # Nothing left to do, or the time zone changed under us (its change
+            # re-marked the device's days; the next refresh uses the new zone).
             return 0
         valid = set(hours)
         rows = []
-        for (h, dim), sums in totals.items():
+        for (h, dim), sums in computed.hours.items():
             if h in valid:
-                if dim == DIM_APP:
-                    sums = {self._key_id(conn, "app", k, new_keys): ms for k, ms in sums.items()}
-                rows.append((device_id, RES_HOUR, dim, h, pack(sums)))
+                rows.append(
+                    (device_id, RES_HOUR, dim, h, pack(self._ids(conn, dim, sums, new_keys)))
+                )
         _delete_periods(conn, device_id, RES_HOUR, hours)
         self.db.bulk_insert(conn, rollups, ("device_id", "res", "dim", "period_s", "body"), rows)
-        # Day rows are the sums of their hour rows.
-        days = sorted({h - h % DAY_S for h in hours})
-        day_sums: dict[tuple[int, int], dict[int, int]] = {}
-        for day in days:
+        # A day row is the sum of the day's hour rows, plus (in zones whose days
+        # do not start on a whole UTC hour) the raw parts at its two ends.
+        day_rows = []
+        for d0, d1 in computed.days:
+            day_s = d0 // 1000
+            sums_by_dim: dict[int, dict[int, int]] = {dim: {} for dim in DIMS}
             for dim, body in conn.execute(
                 select(rollups.c.dim, rollups.c.body).where(
                     rollups.c.device_id == device_id,
                     rollups.c.res == RES_HOUR,
                     rollups.c.dim.in_(DIMS),
-                    rollups.c.period_s >= day,
-                    rollups.c.period_s < day + DAY_S,
+                    rollups.c.period_s >= -(-d0 // (HOUR_S * 1000)) * HOUR_S,
+                    rollups.c.period_s < d1 // (HOUR_S * 1000) * HOUR_S,
                 )
             ):
-                add_packed(day_sums.setdefault((day, dim), {}), body)
-        _delete_periods(conn, device_id, RES_DAY, days)
+                add_packed(sums_by_dim[dim], body)
+            for dim in DIMS:
+                edge = computed.edges.get((day_s, dim))
+                if edge:
+                    for k, ms in self._ids(conn, dim, edge, new_keys).items():
+                        sums_by_dim[dim][k] = sums_by_dim[dim].get(k, 0) + ms
+                day_rows.append((device_id, RES_DAY, dim, day_s, pack(sums_by_dim[dim])))
+        _delete_periods(conn, device_id, RES_DAY, [d0 // 1000 for d0, _ in computed.days])
         self.db.bulk_insert(
-            conn,
-            rollups,
-            ("device_id", "res", "dim", "period_s", "body"),
-            [(device_id, RES_DAY, dim, day, pack(sums)) for (day, dim), sums in day_sums.items()],
+            conn, rollups, ("device_id", "res", "dim", "period_s", "body"), day_rows
         )
         # The gen condition matters on PostgreSQL, where ingest may re-mark an
         # hour between the check above and here (it does not take the lock).
@@ -216,6 +235,57 @@ class Rollups:
             ):
                 add_packed(out.setdefault(device_id, {}), body)
         return out
+
+    def hour_totals(
+        self, conn: Connection, device_ids: Sequence[int], dim: int, start_s: int, end_s: int
+    ) -> list[tuple[int, int]]:
+        """(hour start, active ms summed over keys) of each device's hour rows."""
+        out = []
+        for chunk in _chunks(sorted(device_ids), 500):
+            for period_s, body in conn.execute(
+                select(rollups.c.period_s, rollups.c.body).where(
+                    rollups.c.device_id.in_(chunk),
+                    rollups.c.res == RES_HOUR,
+                    rollups.c.dim == dim,
+                    rollups.c.period_s >= start_s,
+                    rollups.c.period_s < end_s,
+                )
+            ):
+                out.append((int(period_s), sum(msgpack.unpackb(body)[1])))
+        return out
+
+    def _ids(
+        self, conn: Connection, dim: int, sums: dict[Any, int], new_keys: dict[tuple[str, str], int]
+    ) -> dict[int, int]:
+        if dim != DIM_APP:
+            return sums
+        return {self._key_id(conn, "app", k, new_keys): ms for k, ms in sums.items()}
+
+    def retime(self, conn: Connection, org_id: int) -> int:
+        """After the organization's time zone changed (in this transaction): drop
+        its devices' day rows and mark one hour of every new local day that has
+        data, so refreshes rebuild the days in the new zone. Returns the marks."""
+        tz = zone(conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one())
+        marked = 0
+        device_ids = conn.execute(select(devices.c.id).where(devices.c.org_id == org_id)).scalars()
+        for device_id in device_ids.all():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": device_id})
+            conn.execute(
+                delete(rollups).where(rollups.c.device_id == device_id, rollups.c.res == RES_DAY)
+            )
+            first_hour: dict[int, int] = {}
+            for (h,) in conn.execute(
+                select(rollups.c.period_s).where(
+                    rollups.c.device_id == device_id,
+                    rollups.c.res == RES_HOUR,
+                    rollups.c.dim == DIM_APP,
+                )
+            ):
+                first_hour.setdefault(periods.day_of(tz, h * 1000)[0], h)
+            mark_dirty(self.db, conn, device_id, first_hour.values())
+            marked += len(first_hour)
+        return marked
 
     def _key_id(
         self, conn: Connection, dim: str, value: str, new_keys: dict[tuple[str, str], int]
@@ -283,6 +353,50 @@ class Rollups:
                 self._data.clear()
             load_data(conn, ids, self._data)
             return {i: self._data[i] for i in ids}
+
+
+class _Computed(NamedTuple):
+    tz: str
+    hours: dict[tuple[int, int], dict[Any, int]]  # (hour_s, dim) -> key -> ms
+    days: list[tuple[int, int]]  # local days touched, [start_ms, end_ms)
+    edges: dict[tuple[int, int], dict[Any, int]]  # (day_s, dim) -> key -> ms
+
+
+def _add_keys(
+    into: dict[tuple[int, int], dict[Any, int]],
+    period: tuple[int, int],
+    data: dict[str, Any],
+    data_id: int,
+    ms: int,
+) -> None:
+    for dim, key in ((DIM_APP, app_of(data)), (DIM_PAYLOAD, data_id)):
+        sums = into.setdefault((period[0], dim), {})
+        sums[key] = sums.get(key, 0) + ms
+
+
+def device_timezone(conn: Connection, device_id: int) -> str:
+    return str(
+        conn.execute(
+            select(orgs.c.timezone)
+            .select_from(devices.join(orgs, orgs.c.id == devices.c.org_id))
+            .where(devices.c.id == device_id)
+        ).scalar_one()
+    )
+
+
+def mark_dirty(db: Database, conn: Connection, device_id: int, hours: Iterable[int]) -> None:
+    """Mark hours for recomputation. A fresh random gen, not a counter: a
+    counter restarts when a refresh deletes the mark, and a refresh that read
+    the old mark would then mistake the new one for it (see ``Rollups._store``)."""
+    gen = secrets.randbits(62)
+    stmt: Any = db.insert(rollup_dirty)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[rollup_dirty.c.device_id, rollup_dirty.c.hour_s],
+        set_={"gen": stmt.excluded.gen},
+    )
+    rows = [{"device_id": device_id, "hour_s": h, "gen": gen} for h in sorted(hours)]
+    if rows:
+        conn.execute(stmt, rows)
 
 
 def _runs(hours: Iterable[int]) -> list[tuple[int, int]]:

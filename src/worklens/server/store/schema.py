@@ -45,6 +45,9 @@ orgs = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", String(128), nullable=False, unique=True),
     Column("enroll_secret_hash", String(64), nullable=False, unique=True),
+    # IANA name; reports split days at this zone's midnight, and day rollups
+    # of the organization's devices are kept in its local days.
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
     Column("created_ms", BigInteger, nullable=False),
 )
 
@@ -183,4 +186,70 @@ rollup_dirty = Table(
     Column("hour_s", BigInteger, primary_key=True),
     Column("gen", BigInteger, nullable=False, server_default="0"),
     sqlite_with_rowid=False,
+)
+
+# Raw events of one bucket and UTC day (by start), packed into one row once the
+# day is old enough (store/compaction.py): a row per event costs PostgreSQL more
+# in headers and index entries than the event itself. ``body`` is the columnar
+# encoding of store/chunks.py; n, min_start_ms and max_end_ms let readers skip
+# chunks without decoding them. A day's events live either here or in
+# ``events``, never in both. Payload ids inside ``body`` have no foreign key:
+# whoever ever deletes ``event_data`` rows must look in chunks too.
+event_chunks = Table(
+    "event_chunks",
+    metadata,
+    Column("bucket_id", ForeignKey("buckets.id", ondelete="CASCADE"), primary_key=True),
+    Column("day_s", BigInteger, primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("min_start_ms", BigInteger, nullable=False),
+    Column("max_end_ms", BigInteger, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+
+
+# --- people and category rules ---------------------------------------------
+
+# A team groups people; managers will see their teams (issue 4). Its category
+# overrides (JSON, see worklens.categories.TeamOverrides) adjust the
+# organization's rules for the devices of its people.
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("category_overrides", Text),  # NULL = none
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "name"),
+)
+
+# A person may use several devices; reports by person merge them.
+people = Table(
+    "people",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False),
+    Column("team_id", ForeignKey("teams.id", ondelete="SET NULL")),
+    Column("name", String(255), nullable=False),
+    Column("email", String(320)),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "name"),
+)
+
+device_people = Table(
+    "device_people",
+    metadata,
+    # One person per device (a shared device belongs to nobody in particular).
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("person_id", ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True),
+)
+
+# The organization's category rules (JSON, see worklens.categories.RuleSet);
+# no row = the shipped defaults.
+category_rules = Table(
+    "category_rules",
+    metadata,
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
 )

@@ -40,6 +40,7 @@ def upgrade() -> None:
         ),
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("enroll_secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("timezone", sa.String(length=64), server_default="UTC", nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_orgs")),
         sa.UniqueConstraint("enroll_secret_hash", name=op.f("uq_orgs_enroll_secret_hash")),

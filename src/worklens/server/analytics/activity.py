@@ -1,0 +1,144 @@
+"""When people were active: the hour-of-week heatmap and the timeline of a
+device's day, in the organization's time zone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from worklens.server.analytics.time_report import ReportError
+from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, buckets_of, spans
+from worklens.server.store.db import Database
+from worklens.server.store.rollups import DAY_S, DIM_APP, HOUR_S, Rollups, app_of
+from worklens.server.store.schema import devices, orgs
+from worklens.timeline.intervals import active_spans, clip, flatten
+from worklens.timeline.periods import HOUR_MS, days, zone
+
+MAX_TIMELINE_DAYS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Heatmap:
+    timezone: str
+    # seconds[weekday][hour]: weekday 0 = Monday, hours of local wall-clock time.
+    seconds: list[list[float]]
+
+
+def _org_devices(db: Database, org_id: int, device_id: int | None) -> tuple[str, list[int]]:
+    with db.read() as conn:
+        tz_name = conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one()
+        q = select(devices.c.id).where(devices.c.org_id == org_id)
+        if device_id is not None:
+            q = q.where(devices.c.id == device_id)
+        return str(tz_name), sorted(conn.execute(q).scalars())
+
+
+def heatmap(
+    db: Database,
+    rollup: Rollups,
+    org_id: int,
+    start_ms: int,
+    end_ms: int,
+    device_id: int | None = None,
+    max_days: int = 400,
+) -> Heatmap:
+    """Active seconds per local hour of the week over the range. Whole UTC hours
+    come from hour rollups when every local hour is a whole UTC hour (zones
+    with whole-hour offsets); otherwise, and at the edges, from raw events."""
+    if end_ms <= start_ms:
+        raise ReportError("start must be before end")
+    if end_ms - start_ms > max_days * DAY_S * 1000:
+        raise ReportError(f"range is longer than the maximum of {max_days} days")
+    tz_name, ids = _org_devices(db, org_id, device_id)
+    tz = zone(tz_name)
+    grid = [[0] * 24 for _ in range(7)]
+
+    def add(at_ms: int, ms: int) -> None:
+        local = datetime.fromtimestamp(at_ms / 1000, tz)
+        grid[local.weekday()][local.hour] += ms
+
+    if ids:
+        whole_hours = all(d0 % HOUR_MS == 0 for d0, _ in days(tz, start_ms, end_ms))
+        h0 = -(-start_ms // HOUR_MS) * HOUR_MS
+        h1 = end_ms // HOUR_MS * HOUR_MS
+        raw: list[tuple[int, int]] = [(start_ms, end_ms)]
+        if whole_hours and h0 < h1:
+            raw = [(a, b) for a, b in ((start_ms, h0), (h1, end_ms)) if b > a]
+            rollup.refresh(ids, h0 // 1000, h1 // 1000)
+            with db.read() as conn:
+                for hour_s in range(h0 // 1000, h1 // 1000, HOUR_S * 24 * 31):
+                    chunk_end = min(hour_s + HOUR_S * 24 * 31, h1 // 1000)
+                    for period_s, ms in rollup.hour_totals(conn, ids, DIM_APP, hour_s, chunk_end):
+                        add(period_s * 1000, ms)
+        with db.read() as conn:
+            refs = buckets_of(conn, ids)
+            for a, b in raw:
+                for _dev, (active, _) in rollup.active_by_device(conn, refs, a, b).items():
+                    for s, e, _v in active:
+                        # Cut at local hour boundaries: each piece lands in its own cell.
+                        cur = s
+                        while cur < e:
+                            nxt = min(e, _next_local_hour(tz, cur))
+                            add(cur, nxt - cur)
+                            cur = nxt
+    return Heatmap(tz_name, [[ms / 1000 for ms in row] for row in grid])
+
+
+def _next_local_hour(tz: ZoneInfo, t_ms: int) -> int:
+    """The next instant after ``t_ms`` where the local clock shows a whole hour."""
+    local = datetime.fromtimestamp(t_ms / 1000, tz)
+    left_in_hour = (60 - local.minute) * 60_000 - local.second * 1000 - local.microsecond // 1000
+    candidate = t_ms + left_in_hour
+    # Around a DST change the wall clock may jump; never return a point behind t.
+    return candidate if candidate > t_ms else t_ms + HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start_ms: int
+    end_ms: int
+    app: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    focus: list[Span]  # what was in front, active or not
+    afk: list[tuple[int, int, str]]  # (start, end, "afk" | "active")
+    active: list[Span]  # focus while not afk: what reports count
+
+
+def timeline(
+    db: Database, rollup: Rollups, org_id: int, device_id: int, start_ms: int, end_ms: int
+) -> Timeline:
+    """A device's focus, afk and active spans over a range of at most a week."""
+    if end_ms <= start_ms:
+        raise ReportError("start must be before end")
+    if end_ms - start_ms > MAX_TIMELINE_DAYS * DAY_S * 1000:
+        raise ReportError(f"a timeline covers at most {MAX_TIMELINE_DAYS} days")
+    _, ids = _org_devices(db, org_id, device_id)
+    if not ids:
+        raise LookupError(f"no device {device_id} in this organization")
+    with db.read() as conn:
+        refs = buckets_of(conn, ids)[device_id] if ids else []
+        by_bucket = spans(conn, refs, start_ms, end_ms)
+        data = rollup.data(conn, {d for ss in by_bucket.values() for *_, d in ss})
+    focus_raw = [sp for r in refs if r.type == FOCUS_TYPE for sp in by_bucket[r.id]]
+    afk_raw = [
+        (s, e, str(data[d].get("status")))
+        for r in refs
+        if r.type == AFK_TYPE
+        for s, e, d in by_bucket[r.id]
+    ]
+
+    def as_spans(items: list[tuple[int, int, int]]) -> list[Span]:
+        return [Span(s, e, app_of(data[d]), str(data[d].get("title", ""))) for s, e, d in items]
+
+    return Timeline(
+        focus=as_spans(clip(flatten(focus_raw), start_ms, end_ms)),
+        afk=clip(flatten(afk_raw), start_ms, end_ms),
+        active=as_spans(active_spans(focus_raw, afk_raw, start_ms, end_ms)),
+    )
