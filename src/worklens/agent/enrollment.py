@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,3 +84,47 @@ def enroll(server: str, secret: str, client: httpx.Client | None = None) -> Cred
         raise EnrollmentError(f"enrollment refused by {server} ({r.status_code}): {reason}")
     resp = EnrollResponse.model_validate(r.json())
     return Credentials(server, resp.device_id, resp.token)
+
+
+def enroll_in_child(server: str, secret: str, path: Path, timeout: float = 60.0) -> Credentials:
+    """Enroll from a short-lived child process that saves the token at ``path``.
+
+    Enrolling needs pydantic, httpx and the identity probes (~15 MiB); memory
+    a long-running process never gives back to the system once it has used it.
+    Doing it in a child keeps the agent that runs for days light. The secret
+    goes through stdin, never argv (which any local user can read in ps).
+    """
+    request = json.dumps({"server": server, "secret": secret, "path": str(path)})
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "worklens.agent.enrollment"],
+            input=request,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise EnrollmentError(f"enrollment with {server} took longer than {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise EnrollmentError(lines[-1] if lines else f"enrollment exited with {done.returncode}")
+    creds = load_token(path, server)
+    if creds is None:
+        raise EnrollmentError(f"enrollment finished but left no token in {path}")
+    return creds
+
+
+def _child_main() -> int:
+    request = json.loads(sys.stdin.read())
+    try:
+        creds = enroll(request["server"], request["secret"])
+    except EnrollmentError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    save_token(Path(request["path"]), creds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -210,8 +210,9 @@ class Agent:
                     "not enrolled and no enroll secret: pass --enroll-secret or set "
                     "WORKLENS_AGENT_ENROLL_SECRET"
                 )
-            self.creds = enrollment.enroll(self.config.server, self.config.enroll_secret)
-            enrollment.save_token(self.config.token_path, self.creds)
+            self.creds = enrollment.enroll_in_child(
+                self.config.server, self.config.enroll_secret, self.config.token_path
+            )
             log.info("enrolled as device %d", self.creds.device_id)
         return self.creds
 
