@@ -339,6 +339,7 @@ def run_one(
         "hwm": mem.get("VmHWM", 0),
         "hwm_max": mem.get("VmHWM_max", 0),
         "rss_end": mem.get("VmRSS", 0),
+        "pss_end": mem.get("Pss", 0),
         "pending_dirty": pending,
         "refresh_s": refresh_s,
         "db_bytes": total,
@@ -418,7 +419,7 @@ def show(r: dict[str, Any], machine_cores: int) -> None:
     each = f" (largest process {benchlib.mib(r['hwm_max'])})" if r["hwm_max"] != r["hwm"] else ""
     print(
         f"      server peak RSS (VmHWM) {benchlib.mib(r['hwm'])}{each},"
-        f" RSS at end {benchlib.mib(r['rss_end'])}"
+        f" RSS at end {benchlib.mib(r['rss_end'])} (PSS {benchlib.mib(r['pss_end'])})"
     )
     c = r["counts"]
     print(

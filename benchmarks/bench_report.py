@@ -209,6 +209,11 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true", help="SQLite: rebuild the cached database")
     ap.add_argument("--repeats", type=int, default=5, help="warm calls per report (median)")
     ap.add_argument("--pg-fast", action="store_true", help="PostgreSQL with fsync=off")
+    ap.add_argument(
+        "--compact",
+        action="store_true",
+        help="pack every day's raw events into chunks first (as the server does after 2 days)",
+    )
     args = ap.parse_args()
     # The dataset ends at the last UTC midnight of a fixed date, so cached builds compare.
     end_day = datetime(2026, 11, 1, tzinfo=UTC)
@@ -241,12 +246,21 @@ def main() -> None:
             print("building in a throwaway PostgreSQL ...", flush=True)
             meta = build(url, args.devices, args.days, end_day)
             meta["refresh_s"] = refresh(url)
+        if args.compact:
+            from worklens.server.store.compaction import compact
+
+            db = Database(url)
+            t = time.perf_counter()
+            done = compact(db, int(time.time() * 1000))
+            db.dispose()
+            print(f"compaction: {done} in {time.perf_counter() - t:.1f}s", flush=True)
         counts = benchlib.row_counts(
-            url, ["events", "event_data", "rollups", "rollup_keys", "rollup_dirty"]
+            url, ["events", "event_chunks", "event_data", "rollups", "rollup_keys", "rollup_dirty"]
         )
         total, per = benchlib.db_bytes(url)
         print(
-            f"dataset: {args.devices} devices x {args.days} days = {counts['events']:,} events"
+            f"dataset: {args.devices} devices x {args.days} days = {meta['events_sent']:,} events"
+            f" ({counts['events']:,} as rows, {counts['event_chunks']:,} chunks)"
             f" ({counts['event_data']:,} payloads, {counts['rollups']:,} rollup rows,"
             f" {counts['rollup_keys']:,} keys, {counts['rollup_dirty']} dirty hours left)"
         )
@@ -258,13 +272,12 @@ def main() -> None:
             f" rollup refresh of {meta['dirty_hours']:,} hours: {meta['refresh_s']:.1f}s"
         )
         tables = ", ".join(
-            f"{k} {v / counts['events']:.1f}"
+            f"{k} {v / meta['events_sent']:.1f}"
             for k, v in sorted(benchlib.by_table(per).items(), key=lambda kv: -kv[1])
-            if v / counts["events"] >= 0.1
+            if v / meta["events_sent"] >= 0.1
         )
-        print(
-            f"database: {benchlib.mib(total)} = {total / counts['events']:.1f} B/event ({tables})"
-        )
+        per_event = total / meta["events_sent"]
+        print(f"database: {benchlib.mib(total)} = {per_event:.1f} B/event ({tables})")
         print(f"time_report ({args.backend}; * = OS page cache dropped before the cold call):")
         time_reports(url, meta, args.repeats)
     finally:

@@ -250,8 +250,17 @@ class ServerProcess:
     def status(self) -> dict[str, int]:
         """VmHWM / VmRSS in bytes: of the server process, or summed over the
         supervisor and its workers (then also the largest single VmHWM)."""
-        out: dict[str, int] = {"VmHWM": 0, "VmRSS": 0, "VmHWM_max": 0}
+        out: dict[str, int] = {"VmHWM": 0, "VmRSS": 0, "VmHWM_max": 0, "Pss": 0}
         for pid in self.pids():
+            # Pss shares each page among the processes mapping it: the sum over
+            # the supervisor and its workers is what they really occupy (now).
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                for line in rollup.splitlines():
+                    if line.startswith("Pss:"):
+                        out["Pss"] += int(line.split()[1]) * 1024
+            except OSError:
+                pass
             try:
                 text = Path(f"/proc/{pid}/status").read_text()
             except OSError:
