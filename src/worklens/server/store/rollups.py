@@ -117,7 +117,7 @@ class Rollups:
         for run_start, run_end in _runs(hours):
             active, data = self.active(conn, refs, run_start * 1000, run_end * 1000)
             for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
-                _add_keys(out.hours, (period_ms // 1000, 0), data[data_id], data_id, ms)
+                _add_keys(out.hours, period_ms // 1000, data[data_id], data_id, ms)
         touched = {d for h in hours for d in periods.days(tz, h * 1000, (h + HOUR_S) * 1000)}
         out.days.extend(sorted(touched))
         for d0, d1 in out.days:
@@ -128,7 +128,7 @@ class Rollups:
                     continue
                 active, data = self.active(conn, refs, a, b)
                 for data_id, ms in totals(active).items():
-                    _add_keys(out.edges, (d0 // 1000, 0), data[data_id], data_id, ms)
+                    _add_keys(out.edges, d0 // 1000, data[data_id], data_id, ms)
         return out
 
     def _store(
@@ -195,7 +195,8 @@ class Rollups:
                 if edge:
                     for k, ms in self._ids(conn, dim, edge, new_keys).items():
                         sums_by_dim[dim][k] = sums_by_dim[dim].get(k, 0) + ms
-                day_rows.append((device_id, RES_DAY, dim, day_s, pack(sums_by_dim[dim])))
+                if sums_by_dim[dim]:  # a day without activity needs no row
+                    day_rows.append((device_id, RES_DAY, dim, day_s, pack(sums_by_dim[dim])))
         _delete_periods(conn, device_id, RES_DAY, [d0 // 1000 for d0, _ in computed.days])
         self.db.bulk_insert(
             conn, rollups, ("device_id", "res", "dim", "period_s", "body"), day_rows
@@ -364,13 +365,13 @@ class _Computed(NamedTuple):
 
 def _add_keys(
     into: dict[tuple[int, int], dict[Any, int]],
-    period: tuple[int, int],
+    period_s: int,
     data: dict[str, Any],
     data_id: int,
     ms: int,
 ) -> None:
     for dim, key in ((DIM_APP, app_of(data)), (DIM_PAYLOAD, data_id)):
-        sums = into.setdefault((period[0], dim), {})
+        sums = into.setdefault((period_s, dim), {})
         sums[key] = sums.get(key, 0) + ms
 
 
