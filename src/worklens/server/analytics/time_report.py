@@ -10,10 +10,10 @@ reads a few thousand rows (see ``timeline.periods.plan``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from worklens.categories import format_path
 from worklens.server.store.buckets import buckets_of
@@ -21,19 +21,22 @@ from worklens.server.store.category_rules import Classifiers
 from worklens.server.store.db import Database
 from worklens.server.store.rollups import (
     DAY_S,
+    DEVICE,
     DIM_APP,
     DIM_PAYLOAD,
+    PERSON,
     RES_DAY,
     RES_HOUR,
+    Kind,
     Rollups,
     app_of,
 )
-from worklens.server.store.schema import devices, orgs
+from worklens.server.store.schema import device_people, devices, orgs, people, teams
 from worklens.timeline.intervals import totals
 from worklens.timeline.periods import days, local_date, plan, zone
 
-GroupBy = Literal["app", "title", "category", "productivity", "device"]
-GROUP_BY: tuple[GroupBy, ...] = ("app", "title", "category", "productivity", "device")
+GroupBy = Literal["app", "title", "category", "productivity", "person", "device"]
+GROUP_BY: tuple[GroupBy, ...] = ("app", "title", "category", "productivity", "person", "device")
 # What each grouping reads: app names are rolled up on their own (the most
 # common report, and the cheapest); everything else derives from whole payloads.
 _BY_PAYLOAD = ("title", "category", "productivity")
@@ -73,12 +76,14 @@ def time_report(
     end_ms: int,
     device_id: int | None = None,
     *,
+    person_id: int | None = None,
+    team_id: int | None = None,
     depth: int | None = None,
     classifiers: Classifiers | None = None,
 ) -> list[Row]:
     """Active time per key. ``depth`` cuts category paths (``Work > Programming``
-    at depth 2); categories and productivity use each device's rules (its
-    person's team's overrides of the organization's rules), as they are now."""
+    at depth 2); categories and productivity use each person's rules (their
+    team's overrides of the organization's rules), as they are now."""
     series = time_series(
         db,
         rollup,
@@ -87,10 +92,15 @@ def time_report(
         start_ms,
         end_ms,
         device_id,
+        person_id=person_id,
+        team_id=team_id,
         depth=depth,
         classifiers=classifiers,
     )
     return series[0][1] if series else []
+
+
+Subject = tuple[Kind, int]
 
 
 def time_series(
@@ -102,49 +112,67 @@ def time_series(
     end_ms: int,
     device_id: int | None = None,
     *,
+    person_id: int | None = None,
+    team_id: int | None = None,
     interval: Interval = "none",
     depth: int | None = None,
     classifiers: Classifiers | None = None,
 ) -> list[tuple[int, list[Row]]]:
     """:func:`time_report` for each local day or week (Monday to Monday) of the
     organization's time zone that the range touches, clipped to the range:
-    ``[(period start ms, rows), ...]``; ``interval="none"``: the whole range."""
+    ``[(period start ms, rows), ...]``; ``interval="none"``: the whole range.
+
+    Whose time: one device, one person, a team's people, or (no filter) the
+    whole organization. A person's devices are merged, so time when two of
+    them were active at once counts once; the organization is its people plus
+    the devices nobody is assigned to. ``group_by="device"`` is the exception:
+    it reports each device of the scope on its own."""
     gb = validate(group_by, start_ms, end_ms, depth)
     if interval not in INTERVALS:
         raise ReportError(f"unknown interval {interval!r}; choose one of {', '.join(INTERVALS)}")
     with db.read() as conn:
         tz_name = conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one()
-        q = select(devices.c.id, devices.c.hostname).where(devices.c.org_id == org_id)
-        if device_id is not None:
-            q = q.where(devices.c.id == device_id)
-        names = {r.id: r.hostname for r in conn.execute(q)}
+        scope = _scope(conn, org_id, device_id, person_id, team_id, by_device=gb == "device")
     tz = zone(tz_name)
     pieces = _periods(tz, start_ms, end_ms, interval)
-    if not names:
+    if not scope.subjects:
         return [(a, []) for a, _ in pieces]
-    ids = sorted(names)
     plans = [plan(a, b, tz) for a, b in pieces]
+    by_kind: dict[Kind, list[int]] = {}
+    for kind, sid in scope.subjects:
+        by_kind.setdefault(kind, []).append(sid)
     # Bring the rollups this report reads up to date first: a report is never stale.
     rollup_span = [r for p in plans for r in (*p.hours, *p.days)]
     if rollup_span:
-        rollup.refresh(ids, min(a for a, _ in rollup_span), max(b for _, b in rollup_span))
+        rollup.refresh(
+            by_kind.get(DEVICE, []),
+            min(a for a, _ in rollup_span),
+            max(b for _, b in rollup_span),
+            person_ids=by_kind.get(PERSON, []),
+        )
 
     dim = DIM_PAYLOAD if gb in _BY_PAYLOAD else DIM_APP
-    # Per period: device -> rollup key of dim -> ms, and device -> payload id -> ms
-    # for the raw edges (app rollups are keyed by app id, raw time by payload).
-    rolled: list[dict[int, dict[int, int]]] = []
-    raw: list[dict[int, dict[int, int]]] = []
+    # Per period: subject -> rollup key of dim -> ms, and subject -> payload id
+    # -> ms for the raw edges (app rollups are keyed by app id, raw by payload).
+    rolled: list[dict[Subject, dict[int, int]]] = []
+    raw: list[dict[Subject, dict[int, int]]] = []
     with db.read() as conn:
-        refs = buckets_of(conn, ids) if any(p.raw for p in plans) else {}
+        refs = buckets_of(conn, by_kind.get(DEVICE, [])) if any(p.raw for p in plans) else {}
         for p in plans:
-            r: dict[int, dict[int, int]] = {}
-            w: dict[int, dict[int, int]] = {}
-            for res, ranges in ((RES_HOUR, p.hours), (RES_DAY, p.days)):
-                for a, b in ranges:
-                    _merge(r, rollup.sums(conn, ids, res, dim, a, b))
-            for a, b in p.raw:
-                for dev, (active, _) in rollup.active_by_device(conn, refs, a, b).items():
-                    _merge(w, {dev: totals(active)})
+            r: dict[Subject, dict[int, int]] = {}
+            w: dict[Subject, dict[int, int]] = {}
+            for kind, ids in by_kind.items():
+                for res, ranges in ((RES_HOUR, p.hours), (RES_DAY, p.days)):
+                    for a, b in ranges:
+                        part = rollup.sums(conn, ids, res, dim, a, b, kind)
+                        _merge(r, {(kind, sid): keyed for sid, keyed in part.items()})
+                for a, b in p.raw:
+                    active = (
+                        rollup.active_by_device(conn, refs, a, b)
+                        if kind is DEVICE
+                        else rollup.active_by_subject(conn, kind, ids, a, b)
+                    )
+                    _merge(w, {(kind, sid): totals(spans) for sid, (spans, _) in active.items()})
             if dim == DIM_PAYLOAD:
                 _merge(r, w)
                 w = {}
@@ -157,39 +185,119 @@ def time_series(
         payloads = rollup.data(conn, payload_ids)
         apps = rollup.key_values(conn, rolled_keys) if dim == DIM_APP else {}
         classify = (
-            (classifiers or Classifiers()).for_devices(conn, org_id, ids)
+            (classifiers or Classifiers()).for_teams(conn, org_id, scope.teams)
             if gb in ("category", "productivity")
             else {}
         )
 
-    def payload_label(dev: int, k: int) -> str:
+    def payload_label(subject: Subject, k: int) -> str:
         data = payloads[k]
         if gb == "title":
             return str(data.get("title", ""))
         if gb == "category":
-            return format_path(classify[dev].classify(data)[:depth])
+            return format_path(classify[subject].classify(data)[:depth])
         if gb == "productivity":
-            return classify[dev].productivity(classify[dev].classify(data))
+            c = classify[subject]
+            return c.productivity(c.classify(data))
         return app_of(data)
 
-    def app_label(dev: int, k: int) -> str:
+    def app_label(subject: Subject, k: int) -> str:
         return apps[k]
 
     out = []
     for (a, _), r_part, w_part in zip(pieces, rolled, raw, strict=True):
         sums: dict[str, int] = {}
-        for part, label in (
+        for by_subject, label in (
             (r_part, payload_label if dim == DIM_PAYLOAD else app_label),
             (w_part, payload_label),
         ):
-            for dev, keyed in part.items():
+            for subject, keyed in by_subject.items():
                 for k, ms in keyed.items():
-                    key = _device_key(dev, names) if gb == "device" else label(dev, k)
+                    key = scope.names[subject] if gb in ("device", "person") else label(subject, k)
                     sums[key] = sums.get(key, 0) + ms
         rows = [Row(k, ms / 1000) for k, ms in sums.items() if ms > 0]
         rows.sort(key=lambda row: (-row.seconds, row.key))
         out.append((a, rows))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    subjects: list[Subject]
+    names: dict[Subject, str]  # how a subject is shown when reports group by it
+    teams: dict[Subject, int | None]  # whose category rules apply
+
+
+def _scope(
+    conn: Connection,
+    org_id: int,
+    device_id: int | None,
+    person_id: int | None,
+    team_id: int | None,
+    by_device: bool,
+) -> _Scope:
+    if sum(x is not None for x in (device_id, person_id, team_id)) > 1:
+        raise ReportError("filter by one of device, person or team")
+    persons = {
+        r.id: r
+        for r in conn.execute(
+            select(people.c.id, people.c.name, people.c.team_id).where(people.c.org_id == org_id)
+        )
+    }
+    owner = {
+        int(d): int(p)
+        for d, p in conn.execute(
+            select(device_people.c.device_id, device_people.c.person_id).where(
+                device_people.c.person_id.in_(list(persons) or [-1])
+            )
+        )
+    }
+    hosts = {
+        r.id: r.hostname
+        for r in conn.execute(
+            select(devices.c.id, devices.c.hostname).where(devices.c.org_id == org_id)
+        )
+    }
+    if person_id is not None and person_id not in persons:
+        raise LookupError(f"no person {person_id} in this organization")
+    if device_id is not None and device_id not in hosts:
+        return _Scope([], {}, {})
+    if (
+        team_id is not None
+        and not conn.execute(
+            select(teams.c.id).where(teams.c.id == team_id, teams.c.org_id == org_id)
+        ).first()
+    ):
+        raise LookupError(f"no team {team_id} in this organization")
+
+    def person_in_scope(p: int) -> bool:
+        return (person_id is None or p == person_id) and (
+            team_id is None or persons[p].team_id == team_id
+        )
+
+    if device_id is not None:
+        scope_devices = [device_id]
+    else:
+        scope_devices = [
+            d
+            for d in sorted(hosts)
+            if (d in owner and person_in_scope(owner[d]))
+            or (d not in owner and person_id is None and team_id is None)
+        ]
+    subjects: list[Subject] = []
+    names: dict[Subject, str] = {}
+    team_of: dict[Subject, int | None] = {}
+    for d in scope_devices:
+        if by_device or device_id is not None or d not in owner:
+            subjects.append((DEVICE, d))
+            names[(DEVICE, d)] = f"{hosts[d]} (#{d})"
+            team_of[(DEVICE, d)] = persons[owner[d]].team_id if d in owner else None
+    if not by_device and device_id is None:
+        for p in sorted({owner[d] for d in scope_devices if d in owner}):
+            subjects.append((PERSON, p))
+            names[(PERSON, p)] = f"{persons[p].name} (#{p})"
+            team_of[(PERSON, p)] = persons[p].team_id
+    return _Scope(subjects, names, team_of)
 
 
 def _periods(tz: ZoneInfo, start_ms: int, end_ms: int, interval: Interval) -> list[tuple[int, int]]:
@@ -207,12 +315,8 @@ def _periods(tz: ZoneInfo, start_ms: int, end_ms: int, interval: Interval) -> li
     return [(max(a, start_ms), min(b, end_ms)) for a, b in local_days]
 
 
-def _merge(into: dict[int, dict[int, int]], part: dict[int, dict[int, int]]) -> None:
+def _merge(into: dict[Any, dict[int, int]], part: dict[Any, dict[int, int]]) -> None:
     for dev, keyed in part.items():
         acc = into.setdefault(dev, {})
         for k, ms in keyed.items():
             acc[k] = acc.get(k, 0) + ms
-
-
-def _device_key(device_id: int, names: dict[int, str]) -> str:
-    return f"{names[device_id]} (#{device_id})"

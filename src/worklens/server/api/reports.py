@@ -25,7 +25,9 @@ router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 T = TypeVar("T")
 Start = Annotated[AwareDatetime, Query(description="ISO 8601 with time zone")]
 End = Annotated[AwareDatetime, Query(description="ISO 8601 with time zone (exclusive)")]
-GroupBy = Annotated[str, Query(description="app, title, category, productivity or device")]
+GroupBy = Annotated[str, Query(description="app, title, category, productivity, person or device")]
+Person = Annotated[int | None, Query(description="one person: their devices merged")]
+Team = Annotated[int | None, Query(description="the people of one team")]
 Depth = Annotated[int | None, Query(description="category levels to keep")]
 Format = Annotated[Literal["json", "csv"], Query()]
 
@@ -135,10 +137,13 @@ async def report_time(
     end: End,
     group_by: GroupBy = "app",
     device: Annotated[int | None, Query()] = None,
+    person: Person = None,
+    team: Team = None,
     depth: Depth = None,
     format: Format = "json",
 ) -> Any:
-    """Active seconds (focus time while not afk) per key, clipped to [start, end)."""
+    """Active seconds (focus time while not afk) per key, clipped to [start, end).
+    A person's devices are merged: time when two were active at once counts once."""
     rows = await _run(
         time_report,
         services.db,
@@ -148,6 +153,8 @@ async def report_time(
         _ms(start),
         _ms(end),
         device,
+        person_id=person,
+        team_id=team,
         depth=depth,
         classifiers=services.classifiers,
     )
@@ -172,6 +179,8 @@ async def report_series(
     interval: Annotated[str, Query(description="day or week (local, weeks from Monday)")] = "day",
     group_by: GroupBy = "app",
     device: Annotated[int | None, Query()] = None,
+    person: Person = None,
+    team: Team = None,
     depth: Depth = None,
     format: Format = "json",
 ) -> Any:
@@ -187,6 +196,8 @@ async def report_series(
         _ms(start),
         _ms(end),
         device,
+        person_id=person,
+        team_id=team,
         interval=interval,
         depth=depth,
         classifiers=services.classifiers,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, select, update
 
@@ -21,6 +22,8 @@ from worklens.categories import (
 )
 from worklens.server.store import people as people_store
 from worklens.server.store.schema import category_rules, teams
+
+K = TypeVar("K")
 
 
 def org_rules(conn: Connection, org_id: int) -> RuleSet:
@@ -81,8 +84,13 @@ class Classifiers:
     def for_devices(
         self, conn: Connection, org_id: int, device_ids: list[int]
     ) -> dict[int, Classifier]:
+        return self.for_teams(conn, org_id, people_store.device_teams(conn, device_ids))
+
+    def for_teams(
+        self, conn: Connection, org_id: int, team_of: Mapping[K, int | None]
+    ) -> dict[K, Classifier]:
+        """A classifier for each key (a device, a person...) given its team."""
         org_body = _org_body(conn, org_id)
-        team_of = people_store.device_teams(conn, device_ids)
         bodies: dict[int | None, str | None] = {None: None}
         wanted = sorted({t for t in team_of.values() if t is not None})
         if wanted:
@@ -90,10 +98,8 @@ class Classifiers:
                 select(teams.c.id, teams.c.category_overrides).where(teams.c.id.in_(wanted))
             ):
                 bodies[team_id] = body
-        built: dict[int | None, Classifier] = {
-            team: self._get(org_body, bodies[team]) for team in bodies
-        }
-        return {d: built[team_of[d]] for d in device_ids}
+        built = {team: self._get(org_body, body) for team, body in bodies.items()}
+        return {key: built[team] for key, team in team_of.items()}
 
     def _get(self, org_body: str | None, team_body: str | None) -> Classifier:
         key = (org_body, team_body)

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
+from worklens.server.store.rollups import mark_person_hours_of
 from worklens.server.store.schema import device_people, devices, people, teams
 
 
@@ -105,18 +106,27 @@ def check_person(conn: Connection, org_id: int, person_id: int) -> None:
 
 
 def assign_device(conn: Connection, org_id: int, device_id: int, person_id: int | None) -> None:
-    """Say who uses a device (``None``: nobody in particular)."""
-    if (
-        conn.execute(
-            select(devices.c.id).where(devices.c.org_id == org_id, devices.c.id == device_id)
-        ).first()
-        is None
-    ):
+    """Say who uses a device (``None``: nobody in particular). The people who
+    gain or lose it get the hours it has data in recomputed (their rollups
+    merge their devices)."""
+    found = conn.execute(
+        select(devices.c.id).where(devices.c.org_id == org_id, devices.c.id == device_id)
+    ).first()
+    if found is None:
         raise NotFound(f"no device {device_id} in this organization")
-    conn.execute(delete(device_people).where(device_people.c.device_id == device_id))
     if person_id is not None:
         check_person(conn, org_id, person_id)
+    before = conn.execute(
+        select(device_people.c.person_id).where(device_people.c.device_id == device_id)
+    ).scalar()
+    if before == person_id:
+        return
+    conn.execute(delete(device_people).where(device_people.c.device_id == device_id))
+    if person_id is not None:
         conn.execute(device_people.insert().values(device_id=device_id, person_id=person_id))
+    for affected in (before, person_id):
+        if affected is not None:
+            mark_person_hours_of(conn, int(affected), device_id)
 
 
 def device_teams(conn: Connection, device_ids: list[int]) -> dict[int, int | None]:

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import msgpack
-from sqlalchemy import Connection, and_, delete, select, text, tuple_
+from sqlalchemy import Column, Connection, Table, and_, delete, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
 from worklens.server.store.buckets import (
     AFK_TYPE,
@@ -27,9 +28,19 @@ from worklens.server.store.buckets import (
     spans,
 )
 from worklens.server.store.db import Database
-from worklens.server.store.schema import devices, orgs, rollup_dirty, rollup_keys, rollups
+from worklens.server.store.schema import (
+    device_people,
+    devices,
+    orgs,
+    people,
+    person_dirty,
+    person_rollups,
+    rollup_dirty,
+    rollup_keys,
+    rollups,
+)
 from worklens.timeline import periods
-from worklens.timeline.intervals import active_spans, split_by_period, totals
+from worklens.timeline.intervals import active_spans, flatten, split_by_period, totals
 from worklens.timeline.periods import zone
 
 HOUR_S = 3600
@@ -39,6 +50,28 @@ RES_DAY = 1
 DIM_APP = 0  # keys: rollup_keys ids of app names
 DIM_PAYLOAD = 1  # keys: event_data ids of whole focus payloads
 DIMS = (DIM_APP, DIM_PAYLOAD)
+
+
+class Kind(NamedTuple):
+    """Whose rollups: a device's, or a person's (all their devices merged)."""
+
+    name: str
+    rollups: Table
+    subject: Column[Any]  # the subject id column of ``rollups``
+    dirty: Table
+    dirty_subject: Column[Any]
+    lock_space: int  # PostgreSQL advisory lock namespace (two-key form)
+
+
+DEVICE = Kind("device", rollups, rollups.c.device_id, rollup_dirty, rollup_dirty.c.device_id, 1)
+PERSON = Kind(
+    "person",
+    person_rollups,
+    person_rollups.c.person_id,
+    person_dirty,
+    person_dirty.c.person_id,
+    2,
+)
 
 
 def app_of(data: dict[str, Any]) -> str:
@@ -73,49 +106,68 @@ class Rollups:
         start_s: int | None = None,
         end_s: int | None = None,
         limit: int = 20_000,
+        person_ids: Sequence[int] | None = None,
     ) -> int:
-        """Recompute dirty hours (optionally only some devices and hours); returns
-        how many were brought up to date."""
+        """Recompute dirty hours of devices and then of people (optionally only
+        some of each, and some hours); returns how many were brought up to date.
+        Devices first: refreshing a device is what people's marks never need,
+        but a report by person right after ingest finds both up to date."""
         done = 0
+        for kind, ids in ((DEVICE, device_ids), (PERSON, person_ids)):
+            if kind is PERSON and device_ids is not None and person_ids is None:
+                continue  # a device-only refresh (a report filtered by device)
+            done += self._refresh_kind(kind, ids, start_s, end_s, limit)
+        return done
+
+    def _refresh_kind(
+        self,
+        kind: Kind,
+        subject_ids: Sequence[int] | None,
+        start_s: int | None,
+        end_s: int | None,
+        limit: int,
+    ) -> int:
+        done = 0
+        d = kind.dirty.c
         while True:
             with self.db.read() as conn:
-                q = select(rollup_dirty.c.device_id, rollup_dirty.c.hour_s, rollup_dirty.c.gen)
-                if device_ids is not None:
-                    q = q.where(rollup_dirty.c.device_id.in_(list(device_ids)))
+                q = select(kind.dirty_subject, d.hour_s, d.gen)
+                if subject_ids is not None:
+                    q = q.where(kind.dirty_subject.in_(list(subject_ids)))
                 if start_s is not None:
-                    q = q.where(rollup_dirty.c.hour_s >= start_s)
+                    q = q.where(d.hour_s >= start_s)
                 if end_s is not None:
-                    q = q.where(rollup_dirty.c.hour_s < end_s)
-                rows = conn.execute(
-                    q.order_by(rollup_dirty.c.device_id, rollup_dirty.c.hour_s).limit(limit)
-                ).all()
+                    q = q.where(d.hour_s < end_s)
+                rows = conn.execute(q.order_by(kind.dirty_subject, d.hour_s).limit(limit)).all()
             if not rows:
                 return done
-            for device_id, group in itertools.groupby(rows, key=lambda r: r.device_id):
+            for subject_id, group in itertools.groupby(rows, key=lambda r: r[0]):
                 marks = {r.hour_s: r.gen for r in group}
                 # The expensive part (reading events, the interval algebra) runs in
                 # a read transaction, so ingest keeps writing meanwhile; only the
                 # short replacement of rows below holds the write lock.
                 with self.db.read() as conn:
-                    totals = self._compute(conn, device_id, list(marks))
+                    totals = self._compute(conn, subject_id, list(marks), kind)
                 new_keys: dict[tuple[str, str], int] = {}
                 with self.db.write() as conn:
-                    done += self._store(conn, device_id, marks, totals, new_keys)
+                    done += self._store(conn, subject_id, marks, totals, new_keys, kind)
                 with self._lock:
                     self._key_ids.update(new_keys)
             if len(rows) < limit:
                 return done
 
-    def _compute(self, conn: Connection, device_id: int, hours: list[int]) -> _Computed:
+    def _compute(
+        self, conn: Connection, subject_id: int, hours: list[int], kind: Kind = DEVICE
+    ) -> _Computed:
         """Active ms per (hour, dim) and key of those hours, from raw events, and
         the raw parts of the local days they touch that are not whole hours.
         App keys are still names here: ids are given out in the write transaction."""
-        refs = device_buckets(conn, device_id)
-        tz_name = device_timezone(conn, device_id)
+        refs = subject_buckets(conn, kind, subject_id)
+        tz_name = subject_timezone(conn, kind, subject_id)
         tz = zone(tz_name)
-        out = _Computed(tz_name, {}, [], {})
+        out = _Computed(tz_name, sorted(refs), {}, [], {})
         for run_start, run_end in _runs(hours):
-            active, data = self.active(conn, refs, run_start * 1000, run_end * 1000)
+            active, data = self.merged(conn, refs, run_start * 1000, run_end * 1000)
             for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
                 _add_keys(out.hours, period_ms // 1000, data[data_id], data_id, ms)
         touched = {d for h in hours for d in periods.days(tz, h * 1000, (h + HOUR_S) * 1000)}
@@ -126,7 +178,7 @@ class Rollups:
             for a, b in periods.hour_edges(d0, d1):
                 if (a, b) == (d0, d1):
                     continue
-                active, data = self.active(conn, refs, a, b)
+                active, data = self.merged(conn, refs, a, b)
                 for data_id, ms in totals(active).items():
                     _add_keys(out.edges, d0 // 1000, data[data_id], data_id, ms)
         return out
@@ -134,10 +186,11 @@ class Rollups:
     def _store(
         self,
         conn: Connection,
-        device_id: int,
+        subject_id: int,
         marks: dict[int, int],
         computed: _Computed,
         new_keys: dict[tuple[str, str], int],
+        kind: Kind = DEVICE,
     ) -> int:
         """Replace the rollup rows of the hours still marked as they were when read.
 
@@ -146,34 +199,36 @@ class Rollups:
         mark, if any, brings it back. Checked and written in one transaction, so
         a slow refresh can never overwrite a newer one's rows.
         """
-        if conn.dialect.name == "postgresql":
-            # Serialise refreshes of one device (background, reports, other server
-            # processes); SQLite's write transactions are serial already.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": device_id})
+        _lock_subject(conn, kind, subject_id)
+        table, d = kind.rollups, kind.dirty.c
         current: dict[int, int] = {}
         for chunk in _chunks(sorted(marks), 500):
             current.update(
                 conn.execute(
-                    select(rollup_dirty.c.hour_s, rollup_dirty.c.gen).where(
-                        rollup_dirty.c.device_id == device_id,
-                        rollup_dirty.c.hour_s.in_(chunk),
+                    select(d.hour_s, d.gen).where(
+                        kind.dirty_subject == subject_id, d.hour_s.in_(chunk)
                     )
                 ).all()
             )
         hours = sorted(h for h, gen in marks.items() if current.get(h) == gen)
-        if not hours or device_timezone(conn, device_id) != computed.tz:
-            # Nothing left to do, or the time zone changed under us (its change
-            # re-marked the device's days; the next refresh uses the new zone).
+        if (
+            not hours
+            or subject_timezone(conn, kind, subject_id) != computed.tz
+            or sorted(subject_buckets(conn, kind, subject_id)) != computed.devices
+        ):
+            # Nothing left to do, or the time zone or a person's devices changed
+            # under us (such changes re-mark the hours; the next refresh redoes them).
             return 0
         valid = set(hours)
         rows = []
         for (h, dim), sums in computed.hours.items():
             if h in valid:
                 rows.append(
-                    (device_id, RES_HOUR, dim, h, pack(self._ids(conn, dim, sums, new_keys)))
+                    (subject_id, RES_HOUR, dim, h, pack(self._ids(conn, dim, sums, new_keys)))
                 )
-        _delete_periods(conn, device_id, RES_HOUR, hours)
-        self.db.bulk_insert(conn, rollups, ("device_id", "res", "dim", "period_s", "body"), rows)
+        columns = (kind.subject.name, "res", "dim", "period_s", "body")
+        _delete_periods(conn, kind, subject_id, RES_HOUR, hours)
+        self.db.bulk_insert(conn, table, columns, rows)
         # A day row is the sum of the day's hour rows, plus (in zones whose days
         # do not start on a whole UTC hour) the raw parts at its two ends.
         day_rows = []
@@ -181,12 +236,12 @@ class Rollups:
             day_s = d0 // 1000
             sums_by_dim: dict[int, dict[int, int]] = {dim: {} for dim in DIMS}
             for dim, body in conn.execute(
-                select(rollups.c.dim, rollups.c.body).where(
-                    rollups.c.device_id == device_id,
-                    rollups.c.res == RES_HOUR,
-                    rollups.c.dim.in_(DIMS),
-                    rollups.c.period_s >= -(-d0 // (HOUR_S * 1000)) * HOUR_S,
-                    rollups.c.period_s < d1 // (HOUR_S * 1000) * HOUR_S,
+                select(table.c.dim, table.c.body).where(
+                    kind.subject == subject_id,
+                    table.c.res == RES_HOUR,
+                    table.c.dim.in_(DIMS),
+                    table.c.period_s >= -(-d0 // (HOUR_S * 1000)) * HOUR_S,
+                    table.c.period_s < d1 // (HOUR_S * 1000) * HOUR_S,
                 )
             ):
                 add_packed(sums_by_dim[dim], body)
@@ -196,18 +251,15 @@ class Rollups:
                     for k, ms in self._ids(conn, dim, edge, new_keys).items():
                         sums_by_dim[dim][k] = sums_by_dim[dim].get(k, 0) + ms
                 if sums_by_dim[dim]:  # a day without activity needs no row
-                    day_rows.append((device_id, RES_DAY, dim, day_s, pack(sums_by_dim[dim])))
-        _delete_periods(conn, device_id, RES_DAY, [d0 // 1000 for d0, _ in computed.days])
-        self.db.bulk_insert(
-            conn, rollups, ("device_id", "res", "dim", "period_s", "body"), day_rows
-        )
+                    day_rows.append((subject_id, RES_DAY, dim, day_s, pack(sums_by_dim[dim])))
+        _delete_periods(conn, kind, subject_id, RES_DAY, [d0 // 1000 for d0, _ in computed.days])
+        self.db.bulk_insert(conn, table, columns, day_rows)
         # The gen condition matters on PostgreSQL, where ingest may re-mark an
         # hour between the check above and here (it does not take the lock).
         for chunk in _chunks([(h, marks[h]) for h in hours], 400):
             conn.execute(
-                delete(rollup_dirty).where(
-                    rollup_dirty.c.device_id == device_id,
-                    tuple_(rollup_dirty.c.hour_s, rollup_dirty.c.gen).in_(chunk),
+                delete(kind.dirty).where(
+                    kind.dirty_subject == subject_id, tuple_(d.hour_s, d.gen).in_(chunk)
                 )
             )
         return len(hours)
@@ -220,21 +272,24 @@ class Rollups:
         dim: int,
         start_s: int,
         end_s: int,
+        kind: Kind = DEVICE,
     ) -> dict[int, dict[int, int]]:
-        """Active ms per key of each device over the periods starting in
-        ``[start_s, end_s)`` of one resolution and dimension."""
+        """Active ms per key of each subject (devices, or people with ``PERSON``)
+        over the periods starting in ``[start_s, end_s)`` of one resolution and
+        dimension."""
+        table = kind.rollups
         out: dict[int, dict[int, int]] = {}
         for chunk in _chunks(sorted(device_ids), 500):
-            for device_id, body in conn.execute(
-                select(rollups.c.device_id, rollups.c.body).where(
-                    rollups.c.device_id.in_(chunk),
-                    rollups.c.res == res,
-                    rollups.c.dim == dim,
-                    rollups.c.period_s >= start_s,
-                    rollups.c.period_s < end_s,
+            for subject_id, body in conn.execute(
+                select(kind.subject, table.c.body).where(
+                    kind.subject.in_(chunk),
+                    table.c.res == res,
+                    table.c.dim == dim,
+                    table.c.period_s >= start_s,
+                    table.c.period_s < end_s,
                 )
             ):
-                add_packed(out.setdefault(device_id, {}), body)
+                add_packed(out.setdefault(subject_id, {}), body)
         return out
 
     def hour_totals(
@@ -264,28 +319,30 @@ class Rollups:
 
     def retime(self, conn: Connection, org_id: int) -> int:
         """After the organization's time zone changed (in this transaction): drop
-        its devices' day rows and mark one hour of every new local day that has
-        data, so refreshes rebuild the days in the new zone. Returns the marks."""
+        its devices' and people's day rows and mark one hour of every new local
+        day that has data, so refreshes rebuild the days in the new zone.
+        Returns the number of marks."""
         tz = zone(conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one())
         marked = 0
-        device_ids = conn.execute(select(devices.c.id).where(devices.c.org_id == org_id)).scalars()
-        for device_id in device_ids.all():
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": device_id})
-            conn.execute(
-                delete(rollups).where(rollups.c.device_id == device_id, rollups.c.res == RES_DAY)
-            )
-            first_hour: dict[int, int] = {}
-            for (h,) in conn.execute(
-                select(rollups.c.period_s).where(
-                    rollups.c.device_id == device_id,
-                    rollups.c.res == RES_HOUR,
-                    rollups.c.dim == DIM_APP,
+        for kind, owner in ((DEVICE, devices), (PERSON, people)):
+            subject_ids = conn.execute(select(owner.c.id).where(owner.c.org_id == org_id))
+            table = kind.rollups
+            for subject_id in subject_ids.scalars().all():
+                _lock_subject(conn, kind, subject_id)
+                conn.execute(
+                    delete(table).where(kind.subject == subject_id, table.c.res == RES_DAY)
                 )
-            ):
-                first_hour.setdefault(periods.day_of(tz, h * 1000)[0], h)
-            mark_dirty(self.db, conn, device_id, first_hour.values())
-            marked += len(first_hour)
+                first_hour: dict[int, int] = {}
+                for (h,) in conn.execute(
+                    select(table.c.period_s).where(
+                        kind.subject == subject_id,
+                        table.c.res == RES_HOUR,
+                        table.c.dim == DIM_APP,
+                    )
+                ):
+                    first_hour.setdefault(periods.day_of(tz, h * 1000)[0], h)
+                _mark(conn, kind, subject_id, sorted(first_hour.values()))
+                marked += len(first_hour)
         return marked
 
     def _key_id(
@@ -347,6 +404,35 @@ class Rollups:
             out[device] = (active_spans(focus, afk, start_ms, end_ms), data)
         return out
 
+    def merged(
+        self, conn: Connection, refs: dict[int, list[BucketRef]], start_ms: int, end_ms: int
+    ) -> tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]:
+        """Active spans of one subject: one device's, or a person's devices merged.
+        Where two devices were active at once the time counts once, for the
+        activity that started most recently ("latest start wins", as within one
+        stream)."""
+        per_device = self.active_by_device(conn, refs, start_ms, end_ms)
+        data: dict[int, dict[str, Any]] = {}
+        for _, d in per_device.values():
+            data = d  # one shared dict for all devices of the read
+        if len(per_device) == 1:
+            return next(iter(per_device.values()))[0], data
+        merged = flatten(
+            sorted((sp for spans_, _ in per_device.values() for sp in spans_), key=lambda x: x[0])
+        )
+        return merged, data
+
+    def active_by_subject(
+        self, conn: Connection, kind: Kind, subject_ids: Sequence[int], start_ms: int, end_ms: int
+    ) -> dict[int, tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]]:
+        """:meth:`merged` for several subjects."""
+        out = {}
+        for subject_id in subject_ids:
+            refs = subject_buckets(conn, kind, subject_id)
+            if refs:
+                out[subject_id] = self.merged(conn, refs, start_ms, end_ms)
+        return out
+
     def data(self, conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
         """Payloads by id, through a bounded cache shared by reports and refreshes."""
         with self._lock:
@@ -358,6 +444,7 @@ class Rollups:
 
 class _Computed(NamedTuple):
     tz: str
+    devices: list[int]  # the subject's devices when computed
     hours: dict[tuple[int, int], dict[Any, int]]  # (hour_s, dim) -> key -> ms
     days: list[tuple[int, int]]  # local days touched, [start_ms, end_ms)
     edges: dict[tuple[int, int], dict[Any, int]]  # (day_s, dim) -> key -> ms
@@ -375,6 +462,40 @@ def _add_keys(
         sums[key] = sums.get(key, 0) + ms
 
 
+def subject_buckets(conn: Connection, kind: Kind, subject_id: int) -> dict[int, list[BucketRef]]:
+    """The buckets of a device, or of each device of a person."""
+    if kind is DEVICE:
+        return {subject_id: device_buckets(conn, subject_id)}
+    device_ids = conn.execute(
+        select(device_people.c.device_id)
+        .where(device_people.c.person_id == subject_id)
+        .order_by(device_people.c.device_id)
+    ).scalars()
+    return {d: device_buckets(conn, d) for d in device_ids}
+
+
+def subject_timezone(conn: Connection, kind: Kind, subject_id: int) -> str:
+    if kind is DEVICE:
+        return device_timezone(conn, subject_id)
+    return str(
+        conn.execute(
+            select(orgs.c.timezone)
+            .select_from(people.join(orgs, orgs.c.id == people.c.org_id))
+            .where(people.c.id == subject_id)
+        ).scalar_one()
+    )
+
+
+def _lock_subject(conn: Connection, kind: Kind, subject_id: int) -> None:
+    if conn.dialect.name == "postgresql":
+        # Serialise refreshes of one subject (background, reports, other server
+        # processes); SQLite's write transactions are serial already.
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :k)"),
+            {"space": kind.lock_space, "k": subject_id},
+        )
+
+
 def device_timezone(conn: Connection, device_id: int) -> str:
     return str(
         conn.execute(
@@ -386,18 +507,45 @@ def device_timezone(conn: Connection, device_id: int) -> str:
 
 
 def mark_dirty(db: Database, conn: Connection, device_id: int, hours: Iterable[int]) -> None:
-    """Mark hours for recomputation. A fresh random gen, not a counter: a
-    counter restarts when a refresh deletes the mark, and a refresh that read
-    the old mark would then mistake the new one for it (see ``Rollups._store``)."""
+    """Mark a device's hours, and the same hours of the person using it, for
+    recomputation."""
+    del db  # kept for the callers' convenience; the connection knows its dialect
+    hour_list = sorted(hours)
+    _mark(conn, DEVICE, device_id, hour_list)
+    person_id = conn.execute(
+        select(device_people.c.person_id).where(device_people.c.device_id == device_id)
+    ).scalar()
+    if person_id is not None:
+        _mark(conn, PERSON, int(person_id), hour_list)
+
+
+def mark_person_hours_of(conn: Connection, person_id: int, device_id: int) -> int:
+    """A person gained or lost a device: mark the hours that device has data in."""
+    hours = conn.execute(
+        select(rollups.c.period_s).where(
+            rollups.c.device_id == device_id, rollups.c.res == RES_HOUR, rollups.c.dim == DIM_APP
+        )
+    ).scalars()
+    hour_list = sorted(int(h) for h in hours)
+    _mark(conn, PERSON, person_id, hour_list)
+    return len(hour_list)
+
+
+def _mark(conn: Connection, kind: Kind, subject_id: int, hours: list[int]) -> None:
+    # A fresh random gen, not a counter: a counter restarts when a refresh
+    # deletes the mark, and a refresh that read the old mark would then
+    # mistake the new one for it (see ``Rollups._store``).
     gen = secrets.randbits(62)
-    stmt: Any = db.insert(rollup_dirty)
+    dialect: Any = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt: Any = dialect.insert(kind.dirty)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[rollup_dirty.c.device_id, rollup_dirty.c.hour_s],
+        index_elements=[kind.dirty_subject, kind.dirty.c.hour_s],
         set_={"gen": stmt.excluded.gen},
     )
-    rows = [{"device_id": device_id, "hour_s": h, "gen": gen} for h in sorted(hours)]
-    if rows:
-        conn.execute(stmt, rows)
+    name = kind.dirty_subject.name
+    rows = [{name: subject_id, "hour_s": h, "gen": gen} for h in hours]
+    for chunk in _chunks(rows, 5000):
+        conn.execute(stmt, list(chunk))
 
 
 def _runs(hours: Iterable[int]) -> list[tuple[int, int]]:
@@ -411,15 +559,18 @@ def _runs(hours: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _delete_periods(conn: Connection, device_id: int, res: int, periods: Sequence[int]) -> None:
+def _delete_periods(
+    conn: Connection, kind: Kind, subject_id: int, res: int, periods: Sequence[int]
+) -> None:
+    table = kind.rollups
     for chunk in _chunks(periods, 500):
         conn.execute(
-            delete(rollups).where(
-                rollups.c.device_id == device_id,
-                rollups.c.res == res,
+            delete(table).where(
+                kind.subject == subject_id,
+                table.c.res == res,
                 # Every dim named, so the primary key serves the lookup.
-                rollups.c.dim.in_(DIMS),
-                rollups.c.period_s.in_(chunk),
+                table.c.dim.in_(DIMS),
+                table.c.period_s.in_(chunk),
             )
         )
 

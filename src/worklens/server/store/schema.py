@@ -253,3 +253,26 @@ category_rules = Table(
     Column("body", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
 )
+
+# Rollups of a person: all their devices merged, time when two of them were
+# active at once counted once (see Rollups: the most recently started activity
+# wins). Same layout and marks as the device rollups above.
+person_rollups = Table(
+    "person_rollups",
+    metadata,
+    Column("person_id", ForeignKey("people.id", ondelete="CASCADE"), primary_key=True),
+    Column("res", SmallInteger, primary_key=True),
+    Column("dim", SmallInteger, primary_key=True),
+    Column("period_s", BigInteger, primary_key=True),
+    Column("body", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+person_dirty = Table(
+    "person_dirty",
+    metadata,
+    Column("person_id", ForeignKey("people.id", ondelete="CASCADE"), primary_key=True),
+    Column("hour_s", BigInteger, primary_key=True),
+    Column("gen", BigInteger, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,
+)
