@@ -68,6 +68,14 @@ def test_a_persons_devices_are_merged_and_overlap_counts_once(server: Server) ->
         f"desktop (#{desktop})": 3600.0,
     }
     assert report(server, device=laptop) == {"code": 3600.0}
+    r = server.client.get(
+        "/api/v1/reports/heatmap",
+        params={"start": at(-60).isoformat(), "end": at(180).isoformat(), "person": str(ada)},
+        headers=server.admin(),
+    )
+    hm = r.json()["seconds"]
+    assert hm[0][9] == 3600.0 and hm[0][10] == 1800.0  # Monday 09:00-10:30 once
+    assert sum(map(sum, hm)) == 5400.0
 
     # Moving the desktop to Bob changes history at once.
     bob = api(server, "POST", "/api/v1/people", {"name": "Bob"})["id"]

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from worklens.server.analytics.time_report import ReportError
+from worklens.server.analytics.time_report import ReportError, resolve_scope
 from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, buckets_of, spans
 from worklens.server.store.db import Database
-from worklens.server.store.rollups import DAY_S, DIM_APP, HOUR_S, Rollups, app_of
+from worklens.server.store.rollups import DAY_S, DEVICE, DIM_APP, PERSON, Kind, Rollups, app_of
 from worklens.server.store.schema import devices, orgs
 from worklens.timeline.intervals import active_spans, clip, flatten
 from worklens.timeline.periods import HOUR_MS, days, zone
@@ -27,15 +27,6 @@ class Heatmap:
     seconds: list[list[float]]
 
 
-def _org_devices(db: Database, org_id: int, device_id: int | None) -> tuple[str, list[int]]:
-    with db.read() as conn:
-        tz_name = conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one()
-        q = select(devices.c.id).where(devices.c.org_id == org_id)
-        if device_id is not None:
-            q = q.where(devices.c.id == device_id)
-        return str(tz_name), sorted(conn.execute(q).scalars())
-
-
 def heatmap(
     db: Database,
     rollup: Rollups,
@@ -44,15 +35,21 @@ def heatmap(
     end_ms: int,
     device_id: int | None = None,
     max_days: int = 400,
+    *,
+    person_id: int | None = None,
+    team_id: int | None = None,
 ) -> Heatmap:
-    """Active seconds per local hour of the week over the range. Whole UTC hours
-    come from hour rollups when every local hour is a whole UTC hour (zones
-    with whole-hour offsets); otherwise, and at the edges, from raw events."""
+    """Active seconds per local hour of the week over the range, for the same
+    scope as the time report (a person's devices merged). Whole UTC hours come
+    from hour rollups when every local hour is a whole UTC hour (zones with
+    whole-hour offsets); otherwise, and at the edges, from raw events."""
     if end_ms <= start_ms:
         raise ReportError("start must be before end")
     if end_ms - start_ms > max_days * DAY_S * 1000:
         raise ReportError(f"range is longer than the maximum of {max_days} days")
-    tz_name, ids = _org_devices(db, org_id, device_id)
+    with db.read() as conn:
+        tz_name = str(conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one())
+        scope = resolve_scope(conn, org_id, device_id, person_id, team_id, by_device=False)
     tz = zone(tz_name)
     grid = [[0] * 24 for _ in range(7)]
 
@@ -60,23 +57,27 @@ def heatmap(
         local = datetime.fromtimestamp(at_ms / 1000, tz)
         grid[local.weekday()][local.hour] += ms
 
-    if ids:
-        whole_hours = all(d0 % HOUR_MS == 0 for d0, _ in days(tz, start_ms, end_ms))
-        h0 = -(-start_ms // HOUR_MS) * HOUR_MS
-        h1 = end_ms // HOUR_MS * HOUR_MS
-        raw: list[tuple[int, int]] = [(start_ms, end_ms)]
-        if whole_hours and h0 < h1:
-            raw = [(a, b) for a, b in ((start_ms, h0), (h1, end_ms)) if b > a]
-            rollup.refresh(ids, h0 // 1000, h1 // 1000)
-            with db.read() as conn:
-                for hour_s in range(h0 // 1000, h1 // 1000, HOUR_S * 24 * 31):
-                    chunk_end = min(hour_s + HOUR_S * 24 * 31, h1 // 1000)
-                    for period_s, ms in rollup.hour_totals(conn, ids, DIM_APP, hour_s, chunk_end):
-                        add(period_s * 1000, ms)
+    by_kind: dict[Kind, list[int]] = {}
+    for kind, sid in scope.subjects:
+        by_kind.setdefault(kind, []).append(sid)
+    whole_hours = all(d0 % HOUR_MS == 0 for d0, _ in days(tz, start_ms, end_ms))
+    h0 = -(-start_ms // HOUR_MS) * HOUR_MS
+    h1 = end_ms // HOUR_MS * HOUR_MS
+    raw: list[tuple[int, int]] = [(start_ms, end_ms)]
+    if whole_hours and h0 < h1 and by_kind:
+        raw = [(a, b) for a, b in ((start_ms, h0), (h1, end_ms)) if b > a]
+        rollup.refresh(
+            by_kind.get(DEVICE, []), h0 // 1000, h1 // 1000, person_ids=by_kind.get(PERSON, [])
+        )
         with db.read() as conn:
-            refs = buckets_of(conn, ids)
+            for kind, ids in by_kind.items():
+                hours = rollup.hour_totals(conn, ids, DIM_APP, h0 // 1000, h1 // 1000, kind)
+                for period_s, ms in hours:
+                    add(period_s * 1000, ms)
+    with db.read() as conn:
+        for kind, ids in by_kind.items():
             for a, b in raw:
-                for _dev, (active, _) in rollup.active_by_device(conn, refs, a, b).items():
+                for _sid, (active, _) in rollup.active_by_subject(conn, kind, ids, a, b).items():
                     for s, e, _v in active:
                         # Cut at local hour boundaries: each piece lands in its own cell.
                         cur = s
@@ -85,6 +86,15 @@ def heatmap(
                             add(cur, nxt - cur)
                             cur = nxt
     return Heatmap(tz_name, [[ms / 1000 for ms in row] for row in grid])
+
+
+def _org_devices(db: Database, org_id: int, device_id: int | None) -> tuple[str, list[int]]:
+    with db.read() as conn:
+        tz_name = conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one()
+        q = select(devices.c.id).where(devices.c.org_id == org_id)
+        if device_id is not None:
+            q = q.where(devices.c.id == device_id)
+        return str(tz_name), sorted(conn.execute(q).scalars())
 
 
 def _next_local_hour(tz: ZoneInfo, t_ms: int) -> int:

@@ -132,7 +132,7 @@ def time_series(
         raise ReportError(f"unknown interval {interval!r}; choose one of {', '.join(INTERVALS)}")
     with db.read() as conn:
         tz_name = conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one()
-        scope = _scope(conn, org_id, device_id, person_id, team_id, by_device=gb == "device")
+        scope = resolve_scope(conn, org_id, device_id, person_id, team_id, by_device=gb == "device")
     tz = zone(tz_name)
     pieces = _periods(tz, start_ms, end_ms, interval)
     if not scope.subjects:
@@ -222,20 +222,20 @@ def time_series(
 
 
 @dataclass(frozen=True, slots=True)
-class _Scope:
+class Scope:
     subjects: list[Subject]
     names: dict[Subject, str]  # how a subject is shown when reports group by it
     teams: dict[Subject, int | None]  # whose category rules apply
 
 
-def _scope(
+def resolve_scope(
     conn: Connection,
     org_id: int,
     device_id: int | None,
     person_id: int | None,
     team_id: int | None,
     by_device: bool,
-) -> _Scope:
+) -> Scope:
     if sum(x is not None for x in (device_id, person_id, team_id)) > 1:
         raise ReportError("filter by one of device, person or team")
     persons = {
@@ -261,7 +261,7 @@ def _scope(
     if person_id is not None and person_id not in persons:
         raise LookupError(f"no person {person_id} in this organization")
     if device_id is not None and device_id not in hosts:
-        return _Scope([], {}, {})
+        return Scope([], {}, {})
     if (
         team_id is not None
         and not conn.execute(
@@ -297,7 +297,7 @@ def _scope(
             subjects.append((PERSON, p))
             names[(PERSON, p)] = f"{persons[p].name} (#{p})"
             team_of[(PERSON, p)] = persons[p].team_id
-    return _Scope(subjects, names, team_of)
+    return Scope(subjects, names, team_of)
 
 
 def _periods(tz: ZoneInfo, start_ms: int, end_ms: int, interval: Interval) -> list[tuple[int, int]]:

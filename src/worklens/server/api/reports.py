@@ -229,11 +229,21 @@ async def report_heatmap(
     start: Start,
     end: End,
     device: Annotated[int | None, Query()] = None,
+    person: Person = None,
+    team: Team = None,
     format: Format = "json",
 ) -> Any:
     """Active seconds per hour of the week (local time of the organization)."""
     hm = await _run(
-        activity.heatmap, services.db, services.rollups, user.org_id, _ms(start), _ms(end), device
+        activity.heatmap,
+        services.db,
+        services.rollups,
+        user.org_id,
+        _ms(start),
+        _ms(end),
+        device,
+        person_id=person,
+        team_id=team,
     )
     if format == "csv":
         table = [[day, hour, hm.seconds[day][hour]] for day in range(7) for hour in range(24)]

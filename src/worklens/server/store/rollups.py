@@ -293,18 +293,25 @@ class Rollups:
         return out
 
     def hour_totals(
-        self, conn: Connection, device_ids: Sequence[int], dim: int, start_s: int, end_s: int
+        self,
+        conn: Connection,
+        subject_ids: Sequence[int],
+        dim: int,
+        start_s: int,
+        end_s: int,
+        kind: Kind = DEVICE,
     ) -> list[tuple[int, int]]:
-        """(hour start, active ms summed over keys) of each device's hour rows."""
+        """(hour start, active ms summed over keys) of each subject's hour rows."""
+        table = kind.rollups
         out = []
-        for chunk in _chunks(sorted(device_ids), 500):
+        for chunk in _chunks(sorted(subject_ids), 500):
             for period_s, body in conn.execute(
-                select(rollups.c.period_s, rollups.c.body).where(
-                    rollups.c.device_id.in_(chunk),
-                    rollups.c.res == RES_HOUR,
-                    rollups.c.dim == dim,
-                    rollups.c.period_s >= start_s,
-                    rollups.c.period_s < end_s,
+                select(table.c.period_s, table.c.body).where(
+                    kind.subject.in_(chunk),
+                    table.c.res == RES_HOUR,
+                    table.c.dim == dim,
+                    table.c.period_s >= start_s,
+                    table.c.period_s < end_s,
                 )
             ):
                 out.append((int(period_s), sum(msgpack.unpackb(body)[1])))
