@@ -193,3 +193,64 @@ def test_categories_teams_people_and_time_zone(tmp_path: Path) -> None:
     assert r.returncode == 0 and "set to Asia/Kolkata" in r.stdout
     r = wl("report", "time", *span, db=db)
     assert json.loads(r.stdout)["rows"] == [{"key": "code", "seconds": 1800.0}]
+
+
+def test_report_formats_series_heatmap_and_timeline(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'wl.db'}"
+    assert wl("org", "create", "acme", db=db).returncode == 0
+    database = Database(db)
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)  # a Monday
+    with database.write() as conn:
+        org = orgs.get_org(conn, "acme")
+        _, token = enroll(conn, org, SystemIdentity(hardware_uuid="hw", hostname="pc"), 0)
+        device = authenticate(conn, token)
+    assert device is not None
+    events = [
+        {"kind": "focus", "start": t0, "duration": 1800, "data": {"app": "code", "title": "=1+1"}},
+        {"kind": "afk", "start": t0, "duration": 1800, "data": {"status": "active"}},
+        {"kind": "focus", "start": t0 + timedelta(days=1), "duration": 600, "data": {"app": "vim"}},
+        {
+            "kind": "afk",
+            "start": t0 + timedelta(days=1),
+            "duration": 600,
+            "data": {"status": "active"},
+        },
+    ]
+    batch = Batch.model_validate(
+        {
+            "batch_id": str(uuid.uuid4()),
+            "events": [
+                {**e, "id": str(uuid.uuid4()), "start": e["start"].isoformat()}
+                for e in events  # type: ignore[attr-defined]
+            ],
+        }
+    )
+    EventWriter(database).ingest(device, batch, 0)
+    database.dispose()
+    span = ["--start", "2026-11-02T00:00:00Z", "--end", "2026-11-04T00:00:00Z"]
+
+    r = wl("report", "time", "--group-by", "title", "--csv", *span, db=db)
+    assert r.returncode == 0, r.stderr
+    # A title a spreadsheet would run as a formula is quoted, as in the API.
+    assert r.stdout.splitlines() == ["title,seconds", "'=1+1,1800.0", ",600.0"]
+    r = wl("report", "time", "--interval", "day", "--json", *span, db=db)
+    periods = json.loads(r.stdout)["periods"]
+    assert [p["rows"] for p in periods] == [
+        [{"key": "code", "seconds": 1800.0}],
+        [{"key": "vim", "seconds": 600.0}],
+    ]
+    r = wl("report", "time", "--interval", "day", *span, db=db)
+    assert "== 2026-11-03T00:00:00+00:00" in r.stdout and "vim" in r.stdout
+    r = wl("report", "heatmap", "--json", *span, db=db)
+    seconds = json.loads(r.stdout)["seconds"]
+    assert seconds[0][9] == 1800.0 and seconds[1][9] == 600.0
+    r = wl("report", "heatmap", *span, db=db)
+    assert r.stdout.splitlines()[2].startswith("Mon") and "  30" in r.stdout
+    r = wl("report", "timeline", "--device", str(device.id), "--csv", *span, db=db)
+    assert r.stdout.splitlines()[1].startswith(
+        "2026-11-02T09:00:00+00:00,2026-11-02T09:30:00+00:00,code"
+    )
+    r = wl("report", "timeline", *span, db=db)
+    assert r.returncode == 2 and "--device" in r.stderr
+    r = wl("report", "time", "--person", "5", *span, db=db)
+    assert r.returncode == 2 and "no person 5" in r.stderr

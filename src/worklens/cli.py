@@ -403,73 +403,233 @@ def report() -> None:
     """Reports from the database."""
 
 
+def _report_options(fn: Any) -> Any:
+    """The options every report shares: range, scope, output."""
+    for option in reversed(
+        [
+            click.option(
+                "--start", required=True, help="ISO 8601 start, e.g. 2026-11-02T00:00:00Z."
+            ),
+            click.option("--end", required=True, help="ISO 8601 end (exclusive)."),
+            click.option("--device", type=int, default=None, help="Only this device id."),
+            click.option(
+                "--person", type=int, default=None, help="Only this person (devices merged)."
+            ),
+            click.option("--team", type=int, default=None, help="Only this team's people."),
+            click.option(
+                "--org", "org_name", default=None, help="Organization (default: the only one)."
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+            click.option("--csv", "as_csv", is_flag=True, help="Print CSV."),
+            click.option("--db", default=None, help=DB_HELP),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _run_report(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from worklens.server.analytics.time_report import ReportError
+
+    try:
+        return fn(*args, **kwargs)
+    except ReportError as exc:
+        raise click.UsageError(str(exc)) from None
+    except LookupError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _print_csv(header: list[str], rows: list[list[Any]]) -> None:
+    from worklens.server.analytics.csvout import write_csv
+
+    write_csv(sys.stdout, header, rows)
+
+
+def _duration(seconds: float) -> str:
+    h, rem = divmod(int(seconds), 3600)
+    return f"{h:>4}h {rem // 60:02d}m {rem % 60:02d}s"
+
+
+GROUPS = ["app", "title", "category", "productivity", "person", "device"]
+
+
 @report.command("time")
-@click.option(
-    "--group-by",
-    type=click.Choice(["app", "title", "category", "productivity", "device"]),
-    default="app",
-    show_default=True,
-)
+@click.option("--group-by", type=click.Choice(GROUPS), default="app", show_default=True)
 @click.option("--depth", type=click.IntRange(1, 16), default=None, help="Category levels to keep.")
-@click.option("--device", type=int, default=None, help="Only this device id.")
-@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
-@click.option("--start", required=True, help="ISO 8601 start, e.g. 2026-11-02T00:00:00Z.")
-@click.option("--end", required=True, help="ISO 8601 end (exclusive).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--db", default=None, help=DB_HELP)
+@click.option(
+    "--interval",
+    type=click.Choice(["none", "day", "week"]),
+    default="none",
+    show_default=True,
+    help="One table per local day or week.",
+)
+@_report_options
 def report_time(
     group_by: str,
     depth: int | None,
-    device: int | None,
-    org_name: str | None,
+    interval: str,
     start: str,
     end: str,
+    device: int | None,
+    person: int | None,
+    team: int | None,
+    org_name: str | None,
     as_json: bool,
+    as_csv: bool,
     db: str | None,
 ) -> None:
     """Active time (focus while not afk) per app, title, category, productivity
-    class or device. Categories follow the organization's current rules."""
-    from worklens.server.analytics.time_report import ReportError, time_report
+    class, person or device. Categories follow the organization's current
+    rules; a person's devices are merged (time two were active at once counts once)."""
+    from worklens.server.analytics.time_report import time_series
     from worklens.server.store.rollups import Rollups
 
     t0, t1 = _iso(start, "--start"), _iso(end, "--end")
     database = _database(db)
     org_id = _org_id(database, org_name)
-    try:
-        rows = time_report(
-            database,
-            Rollups(database),
-            org_id,
-            group_by,
-            round(t0.timestamp() * 1000),
-            round(t1.timestamp() * 1000),
-            device,
-            depth=depth,
-        )
-    except ReportError as exc:
-        raise click.UsageError(str(exc)) from None
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "group_by": group_by,
-                    "start": t0.isoformat(),
-                    "end": t1.isoformat(),
-                    "rows": [{"key": r.key, "seconds": r.seconds} for r in rows],
-                },
-                indent=2,
+    series = _run_report(
+        time_series,
+        database,
+        Rollups(database),
+        org_id,
+        group_by,
+        round(t0.timestamp() * 1000),
+        round(t1.timestamp() * 1000),
+        device,
+        person_id=person,
+        team_id=team,
+        interval=interval,
+        depth=depth,
+    )
+
+    def when(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+    if as_csv:
+        if interval == "none":
+            _print_csv([group_by, "seconds"], [[r.key, r.seconds] for r in series[0][1]])
+        else:
+            _print_csv(
+                ["period_start", group_by, "seconds"],
+                [[when(a), r.key, r.seconds] for a, rows in series for r in rows],
             )
-        )
         return
-    if not rows:
-        click.echo("no active time in this range")
+    if as_json:
+        body: dict[str, Any] = {
+            "group_by": group_by,
+            "start": t0.isoformat(),
+            "end": t1.isoformat(),
+        }
+        if interval == "none":
+            body["rows"] = [{"key": r.key, "seconds": r.seconds} for r in series[0][1]]
+        else:
+            body["interval"] = interval
+            body["periods"] = [
+                {"start": when(a), "rows": [{"key": r.key, "seconds": r.seconds} for r in rows]}
+                for a, rows in series
+            ]
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return
-    width = max(len(r.key) for r in rows)
-    for r in rows:
-        h, rem = divmod(int(r.seconds), 3600)
-        click.echo(
-            f"{r.key:<{width}}  {h:>4}h {rem // 60:02d}m {rem % 60:02d}s  ({r.seconds:.0f} s)"
+    for a, rows in series:
+        if interval != "none":
+            click.echo(f"== {when(a)}")
+        if not rows:
+            click.echo("no active time in this range")
+            continue
+        width = max(len(r.key) for r in rows)
+        for r in rows:
+            click.echo(f"{r.key:<{width}}  {_duration(r.seconds)}  ({r.seconds:.0f} s)")
+
+
+@report.command("heatmap")
+@_report_options
+def report_heatmap(
+    start: str,
+    end: str,
+    device: int | None,
+    person: int | None,
+    team: int | None,
+    org_name: str | None,
+    as_json: bool,
+    as_csv: bool,
+    db: str | None,
+) -> None:
+    """Active time per hour of the week, in the organization's time zone."""
+    from worklens.server.analytics.activity import heatmap
+    from worklens.server.store.rollups import Rollups
+
+    t0, t1 = _iso(start, "--start"), _iso(end, "--end")
+    database = _database(db)
+    hm = _run_report(
+        heatmap,
+        database,
+        Rollups(database),
+        _org_id(database, org_name),
+        round(t0.timestamp() * 1000),
+        round(t1.timestamp() * 1000),
+        device,
+        person_id=person,
+        team_id=team,
+    )
+    days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    if as_csv:
+        _print_csv(
+            ["weekday", "hour", "seconds"],
+            [[days[d], h, hm.seconds[d][h]] for d in range(7) for h in range(24)],
         )
+    elif as_json:
+        click.echo(json.dumps({"timezone": hm.timezone, "seconds": hm.seconds}, indent=2))
+    else:
+        click.echo(f"minutes active per hour ({hm.timezone})")
+        click.echo("     " + "".join(f"{h:>4}" for h in range(24)))
+        for d in range(7):
+            cells = "".join(f"{round(hm.seconds[d][h] / 60):>4}" for h in range(24))
+            click.echo(f"{days[d]}  {cells}")
+
+
+@report.command("timeline")
+@_report_options
+def report_timeline(
+    start: str,
+    end: str,
+    device: int | None,
+    person: int | None,
+    team: int | None,
+    org_name: str | None,
+    as_json: bool,
+    as_csv: bool,
+    db: str | None,
+) -> None:
+    """A device's active spans (focus while not afk), at most a week (--device)."""
+    from worklens.server.analytics.activity import timeline
+    from worklens.server.store.rollups import Rollups
+
+    if device is None or person is not None or team is not None:
+        raise click.UsageError("a timeline is of one device: give --device (only)")
+    t0, t1 = _iso(start, "--start"), _iso(end, "--end")
+    database = _database(db)
+    tl = _run_report(
+        timeline,
+        database,
+        Rollups(database),
+        _org_id(database, org_name),
+        device,
+        round(t0.timestamp() * 1000),
+        round(t1.timestamp() * 1000),
+    )
+
+    def when(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+    spans = [[when(s.start_ms), when(s.end_ms), s.app, s.title] for s in tl.active]
+    if as_csv:
+        _print_csv(["start", "end", "app", "title"], spans)
+    elif as_json:
+        keys = ("start", "end", "app", "title")
+        click.echo(json.dumps([dict(zip(keys, x, strict=True)) for x in spans], indent=2))
+    else:
+        for a, b, app, title in spans:
+            click.echo(f"{a[11:19]}-{b[11:19]}  {app}  {title}")
 
 
 # --- agent ----------------------------------------------------------------------

@@ -4,7 +4,6 @@ report is JSON by default and CSV with ``format=csv``."""
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from worklens.server.analytics import activity
+from worklens.server.analytics.csvout import write_csv
 from worklens.server.analytics.time_report import ReportError, time_report, time_series
 from worklens.server.deps import ServicesDep, UserDep
 from worklens.server.errors import ApiError
@@ -111,22 +111,12 @@ async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def _csv(header: list[str], rows: list[list[Any]], name: str) -> Response:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    # Keys are window titles and the like: a leading = + - @ would make a
-    # spreadsheet run them as formulas, so such cells get a quote mark first.
-    writer.writerows([[_cell(v) for v in row] for row in rows])
+    write_csv(out, header, rows)
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 @router.get("/time", response_model=TimeReport)
