@@ -416,3 +416,14 @@ def test_merged_events_cover_every_beat_they_swallowed(
         mine = [b for b, o in zip(seq, owner, strict=True) if o == i]
         assert ev.start == mine[0].start
         assert ev.end == max(b.end for b in mine)
+
+
+def test_activitywatch_not_afk_counts_as_active() -> None:
+    from worklens.timeline.intervals import active_spans
+
+    focus = [(0, 100, "code")]
+    ours = active_spans(focus, [(0, 50, "active"), (50, 100, "afk")], 0, 100)
+    theirs = active_spans(focus, [(0, 50, "not-afk"), (50, 100, "afk")], 0, 100)
+    assert ours == theirs == [(0, 50, "code")]
+    # Touching "active" and "not-afk" are one present span.
+    assert active_spans(focus, [(0, 50, "active"), (50, 100, "not-afk")], 0, 100) == focus

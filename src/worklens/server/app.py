@@ -16,6 +16,7 @@ from worklens import __version__
 from worklens.server import errors
 from worklens.server.api import (
     agent_ws,
+    aw,
     categories,
     devices,
     enroll,
@@ -123,6 +124,7 @@ def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = Tru
         org,
         people,
         categories,
+        aw,
         pages,
     ):
         app.include_router(module.router)

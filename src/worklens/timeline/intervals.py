@@ -19,6 +19,9 @@ from typing import TypeVar
 
 V = TypeVar("V", bound=Hashable)
 
+# Afk statuses that mean someone is at the machine.
+PRESENT = frozenset({"active", "not-afk"})
+
 Span = tuple[int, int, V]  # (start, end, value)
 
 
@@ -114,11 +117,14 @@ def active_spans(
 ) -> list[tuple[int, int, V]]:
     """Focus time intersected with not-afk time, clipped to ``[start, end)``.
 
-    Not-afk means covered by an ``"active"`` afk event: where no afk data
-    exists the machine's presence is unknown and the time does not count,
-    as in ActivityWatch's ``filter_period_intersect`` over not-afk events.
+    Not-afk means covered by an afk event saying ``"active"`` (ours) or
+    ``"not-afk"`` (ActivityWatch's afk watcher, reporting through the agent):
+    where no afk data exists the machine's presence is unknown and the time
+    does not count, as in ActivityWatch's ``filter_period_intersect`` over
+    not-afk events.
     """
-    present = spans_where(clip(flatten(afk), start, end), "active")
+    status = [(s, e, "active" if v in PRESENT else v) for s, e, v in afk]
+    present = spans_where(clip(flatten(status), start, end), "active")
     return intersect(clip(flatten(focus), start, end), present)
 
 
