@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from worklens.server.analytics.time_report import ReportError, resolve_scope
-from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, buckets_of, spans
+from worklens.server.store.buckets import buckets_of
 from worklens.server.store.db import Database
 from worklens.server.store.rollups import DAY_S, DEVICE, DIM_APP, PERSON, Kind, Rollups, app_of
 from worklens.server.store.schema import devices, orgs
@@ -133,16 +133,8 @@ def timeline(
     if not ids:
         raise LookupError(f"no device {device_id} in this organization")
     with db.read() as conn:
-        refs = buckets_of(conn, ids)[device_id] if ids else []
-        by_bucket = spans(conn, refs, start_ms, end_ms)
-        data = rollup.data(conn, {d for ss in by_bucket.values() for *_, d in ss})
-    focus_raw = [sp for r in refs if r.type == FOCUS_TYPE for sp in by_bucket[r.id]]
-    afk_raw = [
-        (s, e, str(data[d].get("status")))
-        for r in refs
-        if r.type == AFK_TYPE
-        for s, e, d in by_bucket[r.id]
-    ]
+        streams, data = rollup.streams(conn, buckets_of(conn, ids), start_ms, end_ms)
+    focus_raw, afk_raw = streams[device_id]
 
     def as_spans(items: list[tuple[int, int, int]]) -> list[Span]:
         return [Span(s, e, app_of(data[d]), str(data[d].get("title", ""))) for s, e, d in items]

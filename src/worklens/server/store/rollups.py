@@ -397,6 +397,20 @@ class Rollups:
         end_ms: int,
     ) -> dict[int, tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]]:
         """:meth:`active` for many devices with one read of their events."""
+        streams, data = self.streams(conn, refs, start_ms, end_ms)
+        return {
+            device: (active_spans(focus, afk, start_ms, end_ms), data)
+            for device, (focus, afk) in streams.items()
+        }
+
+    def streams(
+        self, conn: Connection, refs: dict[int, list[BucketRef]], start_ms: int, end_ms: int
+    ) -> tuple[
+        dict[int, tuple[list[tuple[int, int, int]], list[tuple[int, int, str]]]],
+        dict[int, dict[str, Any]],
+    ]:
+        """Each device's raw focus spans (valued by payload id) and afk spans
+        (valued by status) around the window, with one read; and the payloads."""
         by_bucket = spans(conn, [r for rs in refs.values() for r in rs], start_ms, end_ms)
         data = self.data(conn, {d for ss in by_bucket.values() for *_, d in ss})
         out = {}
@@ -408,8 +422,8 @@ class Rollups:
                 if r.type == AFK_TYPE
                 for s, e, d in by_bucket[r.id]
             ]
-            out[device] = (active_spans(focus, afk, start_ms, end_ms), data)
-        return out
+            out[device] = (focus, afk)
+        return out, data
 
     def merged(
         self, conn: Connection, refs: dict[int, list[BucketRef]], start_ms: int, end_ms: int
