@@ -661,6 +661,13 @@ def report_timeline(
     help="Seconds without input = afk.",
 )
 @click.option("--transport", type=click.Choice(["auto", "websocket", "http"]), default=None)
+@click.option(
+    "--aw-port",
+    "aw_port",
+    type=int,
+    default=None,
+    help="Port of the ActivityWatch API for AW watchers on 127.0.0.1 (default 5600; 0 = off).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def agent(config_file: Path | None, server_url: str | None, **flags: Any) -> None:
     """Run the agent: collect activity and host health, spool, send."""

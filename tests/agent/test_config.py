@@ -103,6 +103,14 @@ values: dict[str, st.SearchStrategy[Any]] = {
     "state_dir": st.one_of(st.text(max_size=8), st.text(max_size=8).map(Path), odd),
     "transport": st.one_of(st.sampled_from(["auto", "websocket", "http", "HTTP", ""]), odd),
     "log_level": st.one_of(st.sampled_from(["debug", "info", "warning", "error", "x"]), odd),
+    "aw_host": st.one_of(
+        st.sampled_from(
+            ["127.0.0.1", "127.1.2.3", "::1", "0:0::1", "0.0.0.0", "localhost", "10.0.0.1", "::"]
+        ),
+        st.sampled_from(["127.0.0.01", " 127.0.0.1", "::ffff:127.0.0.1", "::1%lo", ""]),
+        st.text(max_size=8),
+        odd,
+    ),
     "collectors": st.one_of(
         st.lists(st.sampled_from(["focus", "idle", "host", " host", "keylogger"]), max_size=4),
         st.lists(st.sampled_from(["focus", "idle", "host", " idle", ""]), max_size=4).map(",".join),
@@ -116,11 +124,7 @@ values: dict[str, st.SearchStrategy[Any]] = {
 
 def near_bounds(name: str, low: float, high: float | None) -> st.SearchStrategy[Any]:
     top = 10**7 if high is None else high
-    inside = (
-        st.integers(int(low), int(top))
-        if name in ("batch_size", "spool_max_items", "max_attempts")
-        else st.floats(low, top)
-    )
+    inside = st.integers(int(low), int(top)) if name in config._INTS else st.floats(low, top)
     return st.one_of(
         inside, inside.map(str), st.sampled_from([low, top]), st.sampled_from([low, top]).map(str)
     )
@@ -132,6 +136,7 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
     "state_dir": st.text(max_size=8) | st.text(max_size=8).map(Path),
     "transport": st.sampled_from(["auto", "websocket", "http"]),
     "log_level": st.sampled_from(["debug", "info", "warning", "error"]),
+    "aw_host": st.sampled_from(["127.0.0.1", "127.0.0.2", "::1"]),
     "collectors": st.lists(st.sampled_from(["focus", "idle", "host"]), max_size=3)
     | st.lists(st.sampled_from(["focus", " idle ", "host", ""]), max_size=3).map(",".join),
     **{name: near_bounds(name, *bounds) for name, bounds in config.BOUNDS.items()},
@@ -178,3 +183,36 @@ def test_ordinary_settings_take_the_direct_path(tmp_path: Path) -> None:
     assert cfg == config.load(f, {}, env)
     assert cfg.server == "https://worklens.example.com" and cfg.poll_interval_s == 2.0
     assert cfg.idle_threshold_s == 120.5 and cfg.collectors == ("focus", "host")
+
+
+# --- the ActivityWatch API's settings ----------------------------------------------
+
+
+def test_aw_api_settings_and_their_defaults(tmp_path: Path) -> None:
+    cfg = load(None, {}, {"WORKLENS_AGENT_SERVER": "http://s:1"})
+    assert (cfg.aw_port, cfg.aw_host, cfg.aw_retention_days) == (5600, "127.0.0.1", 7.0)
+    assert cfg.aw_store_path == cfg.state_dir / "aw.db"
+    f = tmp_path / "agent.toml"
+    f.write_text('server = "http://s:1"\naw_port = 5601\naw_host = "::1"\naw_retention_days = 2\n')
+    cfg = load(f, {"aw_port": 5602}, {"WORKLENS_AGENT_AW_PORT": "0"})
+    assert (cfg.aw_port, cfg.aw_host, cfg.aw_retention_days) == (5602, "::1", 2.0)
+    assert load(f, {}, {"WORKLENS_AGENT_AW_PORT": "0"}).aw_port == 0  # 0 = off
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "localhost", "example.com", ""])
+def test_the_aw_api_listens_on_loopback_only(host: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(None, {"aw_host": host}, {"WORKLENS_AGENT_SERVER": "http://s:1"})
+    assert f"aw_host = {host!r} (from command line)" in str(err.value)
+    assert "loopback" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [("65536", "less than or equal to 65535"), ("-1", "greater than or equal to 0"), ("x", "")],
+)
+def test_bad_aw_ports_are_refused(value: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(None, {}, {"WORKLENS_AGENT_SERVER": "http://s:1", "WORKLENS_AGENT_AW_PORT": value})
+    message = str(err.value)
+    assert "aw_port" in message and "WORKLENS_AGENT_AW_PORT" in message and needle in message

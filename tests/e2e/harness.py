@@ -105,6 +105,10 @@ class AgentProcess:
         self.env["WORKLENS_AGENT_SERVER"] = server
         self.env["WORKLENS_AGENT_ENROLL_SECRET"] = secret
         self.env["WORKLENS_AGENT_STATE_DIR"] = str(state_dir)
+        # The ActivityWatch API is on, on a port of its own: several agents (or an
+        # ActivityWatch server on this machine) never compete for 5600.
+        settings.setdefault("aw_port", free_port())
+        self.aw_port = int(settings["aw_port"])
         for key, value in settings.items():
             self.env[f"WORKLENS_AGENT_{key.upper()}"] = str(value)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -10,7 +10,14 @@ import zstandard
 from pydantic import ValidationError
 
 from worklens.protocol import codec
-from worklens.protocol.messages import Batch, FocusEvent, HostData, event_adapter, future_events
+from worklens.protocol.messages import (
+    AwEvent,
+    Batch,
+    FocusEvent,
+    HostData,
+    event_adapter,
+    future_events,
+)
 
 
 def focus(**over: object) -> dict[str, object]:
@@ -109,3 +116,65 @@ def test_decode_errors_say_what_is_wrong(
         return
     with pytest.raises(codec.DecodeError, match=message):
         codec.decode_body(body, ctype, cenc)
+
+
+# --- ActivityWatch bucket events -----------------------------------------------------
+
+
+def aw_event(**over: object) -> dict[str, object]:
+    e: dict[str, object] = {
+        "id": str(uuid.uuid4()),
+        "kind": "aw",
+        "start": "2026-11-02T09:00:00.123Z",
+        "duration": 3.5,
+        "bucket": "aw-watcher-window_pc",
+        "bucket_type": "currentwindow",
+        "client": "aw-watcher-window",
+        "data": {"app": "firefox", "title": "Docs", "url": "https://x", "incognito": False},
+    }
+    e.update(over)
+    return e
+
+
+def test_aw_events_carry_their_bucket_and_any_json_data() -> None:
+    e = event_adapter.validate_python(aw_event())
+    assert isinstance(e, AwEvent) and e.bucket == "aw-watcher-window_pc"
+    assert e.data["incognito"] is False
+    other = aw_event(bucket_type="app.editor.activity", data={"a": [1, {"b": None}], "c": 2.5})
+    assert event_adapter.validate_python(other).model_dump(mode="json") == {
+        **other,
+        "start": "2026-11-02T09:00:00.123000Z",
+    }
+    assert event_adapter.validate_python(aw_event(client="")).client == ""
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"data": {"app": "firefox"}}, "'app' and 'title'"),
+        ({"data": {"app": "x", "title": None}}, "'app' and 'title'"),
+        ({"data": {"app": "x" * 257, "title": ""}}, "'app' > 256"),
+        ({"bucket_type": "afkstatus", "data": {"status": True}}, "'status'"),
+        ({"bucket_type": "x", "data": {"n": float("nan")}}, "not finite"),
+        ({"bucket_type": "x", "data": {"n": 2**64}}, "64-bit"),
+        ({"bucket_type": "x", "data": {"n": (1, 2)}}, "not JSON (tuple)"),
+        ({"bucket_type": "x", "data": {"s": "a\ud800"}}, "not valid Unicode"),
+        ({"bucket_type": "x", "data": {"a": [[[[[[[[1]]]]]]]]}}, "deeper than 8"),
+        ({"bucket_type": "x", "data": {"a": "é" * 8200}}, "more than 16384"),
+        ({"bucket_type": "x", "data": [1]}, "dict"),
+        ({"bucket": ""}, "at least 1"),
+        ({"bucket": "b" * 256}, "at most 255"),
+        ({"bucket_type": ""}, "at least 1"),
+        ({"client": "c" * 129}, "at most 128"),
+        ({"extra": 1}, "Extra inputs"),
+    ],
+)
+def test_invalid_aw_events_are_refused_naming_the_event(
+    over: dict[str, object], needle: str
+) -> None:
+    bad = aw_event(**over)
+    with pytest.raises(ValidationError) as err:
+        event_adapter.validate_python(bad)
+    assert needle in str(err.value)
+    if "data" in over and isinstance(over["data"], dict):
+        assert str(bad["id"]) in str(err.value)

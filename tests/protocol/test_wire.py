@@ -33,6 +33,7 @@ EVENT_MODELS: dict[type, type[BaseModel]] = {
     wire.AfkData: messages.AfkEvent,
     wire.HostData: messages.HostEvent,
     wire.HeartbeatData: messages.HeartbeatEvent,
+    wire.AwData: messages.AwEvent,
 }
 
 
@@ -52,8 +53,9 @@ def outcome(build: Callable[[], Any]) -> tuple[str, Any]:
 
 def by_model(ev: wire.Event[Any]) -> dict[str, Any]:
     model = EVENT_MODELS[type(ev.data)]
+    fields = ev.data._asdict() if type(ev.data) is wire.AwData else {"data": ev.data._asdict()}
     dumped: dict[str, Any] = model(
-        id=ev.id, start=ev.start, duration=ev.duration, data=ev.data._asdict()
+        id=ev.id, start=ev.start, duration=ev.duration, **fields
     ).model_dump(mode="json")
     return dumped
 
@@ -98,7 +100,94 @@ starts = st.one_of(
 ids = st.one_of(st.uuids(), st.uuids().map(str), st.sampled_from(["nope", 5]))
 durations = st.one_of(st.floats(0, MAX), numbers)
 
+# JSON values as AW clients send them, and everything just outside what AW data allows.
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+odd_leaves = st.sampled_from(
+    [
+        float("nan"),
+        float("inf"),
+        2**64,
+        -(2**63) - 1,
+        "bad\ud800",
+        (1, 2),
+        b"x",
+        {1: "int key"},
+        {"k": {"deep": [[[[[[[1]]]]]]]}},
+        "x" * (wire.MAX_AW_DATA_BYTES + 1),
+        "é" * (wire.MAX_AW_DATA_BYTES // 2 - 4),
+        "é" * (wire.MAX_AW_DATA_BYTES // 2 - 8),
+    ]
+)
+
+
+def json_trees(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        leaves,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+        max_leaves=8,
+    )
+
+
+aw_other_types = st.sampled_from(["app.editor.activity", "web.tab.current", "x"])
+aw_types = st.one_of(st.sampled_from(["currentwindow", "afkstatus"]), aw_other_types)
+aw_window_data = st.fixed_dictionaries(
+    {"app": st.text(max_size=wire.MAX_APP), "title": st.text(max_size=wire.MAX_TITLE)},
+    optional={"url": st.text(max_size=30), "incognito": st.booleans()},
+)
+aw_afk_data = st.fixed_dictionaries({"status": st.sampled_from(["afk", "not-afk"])})
+aw_any_data = st.dictionaries(st.text(max_size=10), json_trees(json_leaves), max_size=5)
+aw_payloads = st.one_of(
+    st.builds(
+        wire.AwData,
+        st.just("aw-watcher-window_h"),
+        st.just("currentwindow"),
+        st.just("aw-watcher-window"),
+        aw_window_data,
+    ),
+    st.builds(
+        wire.AwData,
+        st.just("aw-watcher-afk_h"),
+        st.just("afkstatus"),
+        st.just("aw-watcher-afk"),
+        aw_afk_data,
+    ),
+    st.builds(
+        wire.AwData,
+        st.text(min_size=1, max_size=40),
+        aw_other_types,
+        st.text(max_size=20),
+        aw_any_data,
+    ),
+)
+odd_aw_payloads = st.builds(
+    wire.AwData,
+    st.one_of(texts_around(wire.MAX_AW_BUCKET), st.just("")),
+    st.one_of(aw_types, texts_around(wire.MAX_AW_BUCKET_TYPE), st.just("")),
+    texts_around(wire.MAX_AW_CLIENT),
+    st.one_of(
+        aw_window_data,
+        aw_any_data,
+        st.dictionaries(
+            st.sampled_from(["app", "title", "status", "x"]),
+            json_trees(st.one_of(json_leaves, odd_leaves)),
+            max_size=4,
+        ),
+        st.fixed_dictionaries(
+            {"app": texts_around(wire.MAX_APP), "title": texts_around(wire.MAX_TITLE)}
+        ),
+        odd_values,
+    ),
+)
+
 payloads = st.one_of(
+    aw_payloads,
+    odd_aw_payloads,
     st.builds(wire.FocusData, app=texts_around(wire.MAX_APP), title=texts_around(wire.MAX_TITLE)),
     st.builds(wire.AfkData, status=st.sampled_from(["afk", "active", "asleep", "AFK", 1, None])),
     st.builds(
@@ -139,6 +228,7 @@ real_starts = st.datetimes(
 percent = st.one_of(st.floats(0, 100), st.integers(0, 100))
 positive = st.one_of(st.floats(0, 1e12), st.integers(0, 10**9))
 real_payloads = st.one_of(
+    aw_payloads,
     st.builds(
         wire.FocusData,
         app=st.text(max_size=wire.MAX_APP),
@@ -207,6 +297,17 @@ def test_builds_a_batch_and_its_frame() -> None:
         wire.Event(uuid.uuid4(), now, 0, wire.AfkData("afk")),
         wire.Event(uuid.uuid4(), now, 0.0, wire.HostData(5, 10.5, load1=0.25)),
         wire.Event(uuid.uuid4(), now, 0.0, wire.HeartbeatData("0.1.0", 3, 1)),
+        wire.Event(
+            uuid.uuid4(),
+            now,
+            3.25,
+            wire.AwData(
+                "aw-watcher-vim_h",
+                "app.editor.activity",
+                "aw-watcher-vim",
+                {"file": "a.py", "n": [1, 2.5, None, True]},
+            ),
+        ),
     ]
     b = wire.batch([e.to_wire() for e in evs])
     model = messages.Batch.model_validate(codec.unpack(codec.pack(b)))
@@ -352,11 +453,23 @@ cfg = config.load(None, {}, {
 })
 now = datetime.now(UTC)
 sample = host.HostCollector().poll()
-for data in (wire.FocusData("a", "b"), wire.AfkData("afk"), sample, wire.HeartbeatData("1", 2, 3)):
+aw = wire.AwData("aw-watcher-window_h", "currentwindow", "c", {"app": "a", "title": "b"})
+beat = wire.HeartbeatData("1", 2, 3)
+for data in (wire.FocusData("a", "b"), wire.AfkData("afk"), sample, beat, aw):
     wire.Event(uuid.uuid4(), now, 1.5, data).to_wire()
 wire.server_frame({"t": "ack", "seq": 1, "result": {"accepted": 1, "duplicates": 0, "updated": 0}})
 wire.server_frame({"t": "error", "seq": 2, "status": 400, "error": "bad", "detail": None})
 wire.ingest_result({"accepted": 1, "duplicates": 0, "updated": 0})
+# The ActivityWatch API: a bucket and a heartbeat, through to the spool.
+from pathlib import Path
+from worklens.agent import aw_api, aw_store, spool
+state = Path(sys.argv[1])
+svc = aw_api.AwService(aw_store.AwStore(state / "aw.db"), spool.Spool(state / "s.db"), "h")
+svc.create_bucket("w", {"type": "currentwindow", "client": "c", "hostname": "h"})
+hb = {"timestamp": now.isoformat(), "data": {"app": "a", "title": "b", "x": [1.5, None]}}
+svc.heartbeat("w", {"pulsetime": "1"}, hb)
+svc.post_events("w", [hb, hb])
+assert svc.spool.stats().depth == 3
 heavy = ("pydantic", "worklens.protocol.messages", "worklens.agent.config_model", "httpx")
 print(sorted(m for m in sys.modules if m in heavy or m.startswith("pydantic.")))
 """

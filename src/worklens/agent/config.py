@@ -15,6 +15,7 @@ that whatever the direct check accepts, the model accepts with the same values.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import sys
@@ -59,6 +60,11 @@ class AgentConfig:
     max_attempts: int = 10
     shutdown_grace_s: float = 3.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # ActivityWatch's REST API for AW watchers and plugins (agent/aw_api.py):
+    # port (0 = off), loopback address, days of AW events kept for its reads.
+    aw_port: int = 5600
+    aw_host: str = "127.0.0.1"
+    aw_retention_days: float = 7.0
 
     @property
     def pulsetime_s(self) -> float:
@@ -72,6 +78,10 @@ class AgentConfig:
     @property
     def spool_path(self) -> Path:
         return self.state_dir / "spool.db"
+
+    @property
+    def aw_store_path(self) -> Path:
+        return self.state_dir / "aw.db"
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(AgentConfig))
@@ -87,8 +97,10 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "spool_max_items": (100, None),
     "max_attempts": (1, 1000),
     "shutdown_grace_s": (0, 60),
+    "aw_port": (0, 65535),
+    "aw_retention_days": (1, 3650),
 }
-_INTS = frozenset(("batch_size", "spool_max_items", "max_attempts"))
+_INTS = frozenset(("batch_size", "spool_max_items", "max_attempts", "aw_port"))
 
 
 def server_url(v: str) -> str:
@@ -97,6 +109,28 @@ def server_url(v: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL with a host")
     return v.rstrip("/")
+
+
+def loopback_host(v: str) -> str:
+    """The AW API's bind address: ValueError unless it is a loopback IP address.
+
+    The API has no authentication (as ActivityWatch's own server), so it must
+    never be reachable from another machine; names are refused too, since what
+    they resolve to can change.
+    """
+    try:
+        address = ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError(
+            "must be a loopback IP address such as 127.0.0.1 (the ActivityWatch API"
+            " is for programs on this machine only)"
+        ) from None
+    if not address.is_loopback:
+        raise ValueError(
+            f"{v} is not a loopback address: the ActivityWatch API listens on 127.0.0.1"
+            " (or another loopback address) only"
+        )
+    return str(address)
 
 
 def collector_names(v: Any) -> Any:
@@ -154,6 +188,13 @@ def _direct(merged: dict[str, Any]) -> AgentConfig | None:
                 return None
             try:
                 values[name] = server_url(v)
+            except ValueError:
+                return None
+        elif name == "aw_host":
+            if not _text(v):
+                return None
+            try:
+                values[name] = loopback_host(v)
             except ValueError:
                 return None
         elif name == "enroll_secret":

@@ -3,8 +3,8 @@
 :mod:`worklens.agent.config` accepts the ordinary values itself so that the agent
 runs without pydantic; everything else comes here for the verdict and the error
 message. The fields, types and defaults are those of ``config.AgentConfig``, the
-bounds those of ``config.BOUNDS``, the checks ``config.server_url`` and
-``config.collector_names``: nothing is defined twice.
+bounds those of ``config.BOUNDS``, the checks ``config.server_url``,
+``config.loopback_host`` and ``config.collector_names``: nothing is defined twice.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, create_model, field_validator
 
-from worklens.agent.config import BOUNDS, AgentConfig, collector_names, server_url
+from worklens.agent.config import (
+    BOUNDS,
+    AgentConfig,
+    collector_names,
+    loopback_host,
+    server_url,
+)
 
 
 def _field(f: dataclasses.Field[Any]) -> Any:
@@ -34,6 +40,7 @@ AgentConfigModel: Any = create_model(  # type: ignore[call-overload]
     __config__=ConfigDict(extra="forbid", frozen=True),
     __validators__={
         "_url": field_validator("server")(classmethod(lambda cls, v: server_url(v))),
+        "_aw_host": field_validator("aw_host")(classmethod(lambda cls, v: loopback_host(v))),
         "_collectors": field_validator("collectors", mode="before")(
             classmethod(lambda cls, v: collector_names(v))
         ),

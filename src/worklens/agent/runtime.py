@@ -1,7 +1,8 @@
 """The agent process: collector threads feed the spool, one sender drains it.
 
-Threads: one per periodic job (activity = focus + idle, host health) and the
-sender. A collector that cannot run is logged once and left out; one that
+Threads: one per periodic job (activity = focus + idle, host health), the
+sender, and (``aw_port``) the ActivityWatch API's server, whose events go into
+the same spool. A collector that cannot run is logged once and left out; one that
 fails while polling is logged and polled again next time. Nothing waits on
 the network except the sender, so an outage only grows the spool.
 """
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worklens import __version__
 from worklens.agent import enrollment
@@ -32,6 +33,9 @@ from worklens.agent.tracker import ActivityTracker
 from worklens.agent.transport import Transport, TransportError, make_transport
 from worklens.protocol import wire
 from worklens.protocol.wire import Event, FocusData, HeartbeatData, HostData
+
+if TYPE_CHECKING:
+    from worklens.agent.aw_api import AwApi
 
 log = logging.getLogger("worklens.agent")
 
@@ -92,6 +96,7 @@ class Agent:
         self.unavailable: dict[str, str] = {}
         self.last_send_ok: datetime | None = None
         self.creds: Credentials | None = None
+        self.aw_api: AwApi | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -107,6 +112,8 @@ class Agent:
             self._spawn("activity", self.config.poll_interval_s, self._activity_tick)
         if "host" in self.active:
             self._spawn("host", self.config.host_interval_s, self._host_tick)
+        if self.config.aw_port:
+            self._start_aw_api()
         sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
         sender.start()
         self._threads.append(sender)
@@ -116,6 +123,34 @@ class Agent:
             ", ".join(self.active) or "none",
             self.config.server,
         )
+
+    def _start_aw_api(self) -> None:
+        """ActivityWatch's REST API for AW watchers; the agent runs on without it
+        if it cannot (the port is taken, e.g. by ActivityWatch's own server)."""
+        from worklens.agent.aw_api import AwApi, AwService
+        from worklens.agent.aw_store import AwStore
+
+        try:
+            store = AwStore(
+                self.config.aw_store_path, retention_s=self.config.aw_retention_days * 86400
+            )
+        except Exception as exc:
+            log.warning("ActivityWatch API off: cannot open %s: %s", self.config.aw_store_path, exc)
+            return
+        api = AwApi(AwService(store, self.spool), self.config.aw_host, self.config.aw_port)
+        try:
+            api.start()
+        except OSError as exc:
+            store.close()
+            log.warning(
+                "ActivityWatch API off: cannot listen on %s:%d (%s); is ActivityWatch's own"
+                " aw-server running? Set aw_port to another port, or 0 to turn the API off",
+                self.config.aw_host,
+                self.config.aw_port,
+                exc,
+            )
+            return
+        self.aw_api = api
 
     def stop(self) -> None:
         self._stop.set()
@@ -140,6 +175,10 @@ class Agent:
     def shutdown(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self.aw_api is not None:  # no more events into the spool
+            self.aw_api.stop()
+            self.aw_api.service.store.close()
+            self.aw_api = None
         for t in self._threads:
             t.join(timeout=self.config.shutdown_grace_s + 5)
         with self._tracker_lock:

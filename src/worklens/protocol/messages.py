@@ -13,16 +13,33 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 # The limits are defined next to the agent's pydantic-free builders (wire.py).
-from worklens.protocol.wire import MAX_AGENT_VERSION, MAX_APP, MAX_TITLE
+from worklens.protocol.wire import (
+    MAX_AGENT_VERSION,
+    MAX_APP,
+    MAX_AW_BUCKET,
+    MAX_AW_BUCKET_TYPE,
+    MAX_AW_CLIENT,
+    MAX_FUTURE_SKEW_S,
+    MAX_TITLE,
+    aw_data_problem,
+)
 from worklens.protocol.wire import MAX_BATCH_EVENTS as MAX_BATCH_EVENTS
 from worklens.protocol.wire import MAX_EVENT_DURATION_S as MAX_EVENT_DURATION_S
 from worklens.protocol.wire import PROTOCOL_VERSION as PROTOCOL_VERSION
 
 # Clock skew tolerated between an agent and the server.
-MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_FUTURE_SKEW = timedelta(seconds=MAX_FUTURE_SKEW_S)
 
 
 class _Strict(BaseModel):
@@ -101,7 +118,32 @@ class HeartbeatEvent(_EventBase):
     data: HeartbeatData
 
 
-Event = Annotated[FocusEvent | AfkEvent | HostEvent | HeartbeatEvent, Field(discriminator="kind")]
+class AwEvent(_EventBase):
+    """An event of an ActivityWatch bucket, received by the agent's AW API.
+
+    ``bucket`` is the AW bucket id (the server keeps one bucket of that name per
+    device, with this type and client), ``data`` the AW event's data: any JSON
+    object within :func:`wire.aw_data_problem`'s limits; for the bucket types
+    reports read (``currentwindow``, ``afkstatus``) with the fields they use.
+    """
+
+    kind: Literal["aw"] = "aw"
+    bucket: str = Field(min_length=1, max_length=MAX_AW_BUCKET)
+    bucket_type: str = Field(min_length=1, max_length=MAX_AW_BUCKET_TYPE)
+    client: str = Field(default="", max_length=MAX_AW_CLIENT)
+    data: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _data_fits(self) -> AwEvent:
+        problem = aw_data_problem(self.bucket_type, self.data)
+        if problem is not None:
+            raise ValueError(f"event {self.id} (bucket {self.bucket!r}): {problem}")
+        return self
+
+
+Event = Annotated[
+    FocusEvent | AfkEvent | HostEvent | HeartbeatEvent | AwEvent, Field(discriminator="kind")
+]
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 

@@ -17,6 +17,8 @@ model gives for the same input.
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,10 +29,26 @@ PROTOCOL_VERSION = 1
 # One event may cover at most this long; longer spans are split by the agent.
 MAX_EVENT_DURATION_S = 7 * 24 * 3600.0
 MAX_BATCH_EVENTS = 5000
+# Clock skew tolerated between an agent and the server: events starting further
+# ahead are refused.
+MAX_FUTURE_SKEW_S = 300.0
 # Longest texts, in characters.
 MAX_APP = 256
 MAX_TITLE = 2048
 MAX_AGENT_VERSION = 64
+# ActivityWatch bucket events ("aw"): the bucket's id, type and client, and the
+# event's data, any JSON object up to this size (UTF-8 bytes of compact JSON) and
+# nesting depth (the object itself is depth 1).
+MAX_AW_BUCKET = 255
+MAX_AW_BUCKET_TYPE = 64
+MAX_AW_CLIENT = 128
+MAX_AW_DATA_BYTES = 16 * 1024
+MAX_AW_DEPTH = 8
+# The AW bucket types reports read (``server.store.buckets.FOCUS_TYPE``/``AFK_TYPE``);
+# their data must have the fields reports use.
+AW_WINDOW_TYPE = "currentwindow"
+AW_AFK_TYPE = "afkstatus"
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # what msgpack can carry
 
 
 # --- event payloads (the fields, order and defaults of the models) -------------
@@ -63,8 +81,21 @@ class HeartbeatData(NamedTuple):
     dropped: int = 0
 
 
-Payload = FocusData | AfkData | HostData | HeartbeatData
-D = TypeVar("D", FocusData, AfkData, HostData, HeartbeatData)
+class AwData(NamedTuple):
+    """An event of an ActivityWatch bucket: the bucket it belongs to, and its data.
+
+    On the wire ``bucket``, ``bucket_type`` and ``client`` are fields of the event
+    next to ``data`` (the AW event's own data).
+    """
+
+    bucket: str
+    bucket_type: str
+    client: str
+    data: dict[str, Any]
+
+
+Payload = FocusData | AfkData | HostData | HeartbeatData | AwData
+D = TypeVar("D", FocusData, AfkData, HostData, HeartbeatData, AwData)
 
 # The event kind of each payload type, and the model in messages.py of each kind.
 _KIND: dict[type, str] = {
@@ -72,12 +103,14 @@ _KIND: dict[type, str] = {
     AfkData: "afk",
     HostData: "host",
     HeartbeatData: "heartbeat",
+    AwData: "aw",
 }
 _EVENT_MODEL = {
     "focus": "FocusEvent",
     "afk": "AfkEvent",
     "host": "HostEvent",
     "heartbeat": "HeartbeatEvent",
+    "aw": "AwEvent",
 }
 
 
@@ -103,7 +136,8 @@ class Event(Generic[D]):
 
 
 def event(id: uuid.UUID, start: datetime, duration: float, data: Payload) -> dict[str, Any]:
-    """The wire form of the FocusEvent/AfkEvent/HostEvent/HeartbeatEvent with these fields.
+    """The wire form of the FocusEvent/AfkEvent/HostEvent/HeartbeatEvent/AwEvent with
+    these fields.
 
     Raises the model's ``ValidationError`` for values the model refuses.
     """
@@ -119,13 +153,16 @@ def event(id: uuid.UUID, start: datetime, duration: float, data: Payload) -> dic
         and _number(duration)
         and 0 <= duration <= MAX_EVENT_DURATION_S
     ):
-        return {
+        out = {
             "id": str(id),
             "start": _utc_iso(start),
             "duration": float(duration),
             "kind": kind,
-            "data": wire_data,
         }
+        if type(data) is AwData:
+            out["bucket"], out["bucket_type"], out["client"] = data[:3]
+        out["data"] = wire_data
+        return out
     return _event_via_model(kind, id, start, duration, data)
 
 
@@ -222,6 +259,11 @@ def _text(v: object, max_len: int | None) -> bool:
     return True
 
 
+def valid_text(v: object, max_len: int | None) -> bool:
+    """A str as the models keep it: at most max_len characters, valid Unicode."""
+    return _text(v, max_len)
+
+
 def _percent(v: object) -> bool:
     return _number(v) and 0 <= v <= 100
 
@@ -255,12 +297,77 @@ def _payload(data: Payload) -> dict[str, Any] | None:
             and _opt_float(data.temperature_c, None, None)
         ):
             return {k: None if v is None else float(v) for k, v in data._asdict().items()}
-    elif type(data) is HeartbeatData and (
-        _text(data.agent_version, MAX_AGENT_VERSION)
-        and _count(data.spool_depth)
-        and _count(data.dropped)
+    elif type(data) is HeartbeatData:
+        if (
+            _text(data.agent_version, MAX_AGENT_VERSION)
+            and _count(data.spool_depth)
+            and _count(data.dropped)
+        ):
+            return data._asdict()
+    elif (
+        type(data) is AwData
+        and _text(data.bucket, MAX_AW_BUCKET)
+        and data.bucket
+        and _text(data.bucket_type, MAX_AW_BUCKET_TYPE)
+        and data.bucket_type
+        and _text(data.client, MAX_AW_CLIENT)
+        and aw_data_problem(data.bucket_type, data.data) is None
     ):
-        return data._asdict()
+        return data.data
+    return None
+
+
+def aw_data_problem(bucket_type: str, data: object) -> str | None:
+    """What is wrong with ``data`` as the data of an event of an AW bucket of this
+    type, or None: the one check, used by the agent (its fast path, its AW API) and
+    by the server's model.
+
+    Data is a JSON object of plain JSON values (exactly dict, list, str, int, float,
+    bool, None; finite floats, 64-bit integers, valid Unicode), at most
+    ``MAX_AW_DEPTH`` deep and ``MAX_AW_DATA_BYTES`` as compact JSON. Buckets whose
+    type reports read must carry what reports use: ``currentwindow`` data has
+    ``app`` and ``title`` as strings (within the focus event's limits),
+    ``afkstatus`` data has ``status`` as a string.
+    """
+    if type(data) is not dict:
+        return "data must be a JSON object"
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        t = type(value)
+        if t is dict:
+            if depth > MAX_AW_DEPTH:
+                return f"data is nested deeper than {MAX_AW_DEPTH} levels"
+            for k, v in value.items():  # type: ignore[attr-defined]
+                if not _text(k, None):
+                    return "data has a key that is not a valid string"
+                stack.append((v, depth + 1))
+        elif t is list:
+            if depth > MAX_AW_DEPTH:
+                return f"data is nested deeper than {MAX_AW_DEPTH} levels"
+            stack.extend((v, depth + 1) for v in value)  # type: ignore[attr-defined]
+        elif t is str:
+            if not _text(value, None):
+                return "data has a string that is not valid Unicode"
+        elif t is float:
+            if not math.isfinite(value):  # type: ignore[arg-type]
+                return "data has a number that is not finite"
+        elif t is int:
+            if not _INT64_MIN <= value <= _UINT64_MAX:  # type: ignore[operator]
+                return "data has an integer outside the 64-bit range"
+        elif value is not None and t is not bool:
+            return f"data has a value that is not JSON ({t.__name__})"
+    size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_AW_DATA_BYTES:
+        return f"data is {size} bytes as JSON, more than {MAX_AW_DATA_BYTES}"
+    if bucket_type == AW_WINDOW_TYPE:
+        app, title = data.get("app"), data.get("title")
+        if type(app) is not str or type(title) is not str:
+            return f"{AW_WINDOW_TYPE} data needs 'app' and 'title' as strings"
+        if len(app) > MAX_APP or len(title) > MAX_TITLE:
+            return f"{AW_WINDOW_TYPE} data: 'app' > {MAX_APP} or 'title' > {MAX_TITLE} characters"
+    elif bucket_type == AW_AFK_TYPE and type(data.get("status")) is not str:
+        return f"{AW_AFK_TYPE} data needs 'status' as a string"
     return None
 
 
@@ -276,9 +383,10 @@ def _event_via_model(
     from worklens.protocol import messages
 
     model = getattr(messages, _EVENT_MODEL[kind])
-    dumped: dict[str, Any] = model(
-        id=id, start=start, duration=duration, data=data._asdict()
-    ).model_dump(mode="json")
+    fields = data._asdict() if type(data) is AwData else {"data": data._asdict()}
+    dumped: dict[str, Any] = model(id=id, start=start, duration=duration, **fields).model_dump(
+        mode="json"
+    )
     return dumped
 
 

@@ -2,6 +2,16 @@
 
 Events of days already compacted (``compaction``) are unpacked back into rows
 first, so the duplicate check and the updates below only ever deal with rows.
+
+Focus and afk events go to the device's own buckets (``buckets.KIND_BUCKETS``);
+ActivityWatch events (kind ``aw``, from the agent's AW API) to the device's
+bucket of that AW id, created with the event's bucket type and client. Both
+kinds go through the same path: payloads deduplicated in ``event_data``,
+idempotent by event id, a longer re-send extends the stored event. Only the
+bucket types reports read (``currentwindow``, ``afkstatus``) mark hours for the
+rollups, so an AW window watcher's bucket counts in reports like the agent's
+own focus bucket; an AW ``afkstatus`` event's ``"not-afk"`` is stored as
+WorkLens's ``"active"`` (as the AW import does).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from sqlalchemy import Connection, bindparam, case, select, update
 
 from worklens.protocol.messages import (
     AfkEvent,
+    AwEvent,
     Batch,
     FocusEvent,
     HeartbeatData,
@@ -23,9 +34,10 @@ from worklens.protocol.messages import (
     HostEvent,
     IngestResult,
 )
+from worklens.server.errors import ApiError
 from worklens.server.store import chunks
 from worklens.server.store import devices as devices_store
-from worklens.server.store.buckets import KIND_BUCKETS, bucket_name
+from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, KIND_BUCKETS, bucket_name
 from worklens.server.store.db import Database
 from worklens.server.store.devices import DeviceAuth
 from worklens.server.store.rollups import mark_dirty
@@ -39,6 +51,10 @@ from worklens.server.store.schema import (
 
 HOUR_MS = 3_600_000
 _CACHE_LIMIT = 200_000
+# The bucket types rollups and reports read.
+REPORTED_TYPES = frozenset((FOCUS_TYPE, AFK_TYPE))
+# Presence as ActivityWatch says it, and as WorkLens stores it.
+_AW_ACTIVE, _WL_ACTIVE = "not-afk", "active"
 
 
 def to_ms(seconds: float) -> int:
@@ -64,25 +80,51 @@ def hours_between(start_ms: int, end_ms: int) -> range:
 
 
 class _Stream:
-    """One kind's events of a batch, reduced to rows before the transaction."""
+    """One bucket's events of a batch, reduced to rows before the transaction."""
 
-    __slots__ = ("count", "payloads", "rows", "unknown")
+    __slots__ = ("client", "count", "first", "name", "payloads", "rows", "type", "unknown")
 
-    def __init__(self) -> None:
+    def __init__(self, btype: str, first: tuple[int, AwEvent] | None = None) -> None:
+        self.type = btype
+        # An AW bucket's id and client, from its first event in the batch (index,
+        # event: named in errors); None for the agent's own kinds.
+        self.first = first
+        self.name = first[1].bucket if first else None
+        self.client = first[1].client if first else ""
         self.count = 0
         # event id -> [start_ms, duration_ms, payload key]; within one batch the
         # same event may appear twice (a merge re-sent before the first send was
         # acknowledged): the longest copy wins.
         self.rows: dict[bytes, list[Any]] = {}
-        self.payloads: dict[object, BaseModel] = {}
+        # key -> the payload: a model, or an AW event's data as canonical JSON
+        self.payloads: dict[object, BaseModel | str] = {}
         self.unknown: dict[object, tuple[bytes, str]] = {}  # key -> (hash, canonical JSON)
 
+    @property
+    def reported(self) -> bool:
+        return self.type in REPORTED_TYPES
+
     def add(self, e: FocusEvent | AfkEvent) -> None:
-        self.count += 1
         # A plain tuple: hashing and comparing it is several times cheaper than
         # a pydantic model's __hash__/__eq__, and this runs per event.
         key = (type(e.data), *e.data.__dict__.values())
         self.payloads.setdefault(key, e.data)
+        self._row(e, key)
+
+    def add_aw(self, e: AwEvent) -> None:
+        data = e.data
+        if self.type == AFK_TYPE and data.get("status") == _AW_ACTIVE:
+            data = {**data, "status": _WL_ACTIVE}
+        text = canonical_json(data)
+        # Keyed by the hash, which the cache of payload ids then holds instead
+        # of texts of up to 16 KiB; the text is known now, so it is never redone.
+        key = data_hash(text)
+        self.payloads.setdefault(key, text)
+        self.unknown.setdefault(key, (key, text))
+        self._row(e, key)
+
+    def _row(self, e: FocusEvent | AfkEvent | AwEvent, key: object) -> None:
+        self.count += 1
         uid = e.id.bytes
         dur = to_ms(e.duration)
         prev = self.rows.get(uid)
@@ -90,6 +132,13 @@ class _Stream:
             self.rows[uid] = [round(e.start.timestamp() * 1000), dur, key]
         elif dur > prev[1]:
             prev[1], prev[2] = dur, key
+
+
+def _canonical(payload: BaseModel | str) -> str:
+    return payload if isinstance(payload, str) else canonical_json(payload.model_dump())
+
+
+_Cached = tuple[int, int, str]  # a bucket's id, longest event (ms) and type
 
 
 class _Prepared(NamedTuple):
@@ -109,7 +158,9 @@ class EventWriter:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._lock = threading.Lock()
-        self._buckets: dict[tuple[int, str], tuple[int, int]] = {}  # -> (id, max_duration_ms)
+        # (device, stream key) -> (bucket id, max_duration_ms, type); the stream key
+        # is the kind for the agent's own buckets, "aw:" + the AW id for AW buckets
+        self._buckets: dict[tuple[int, str], _Cached] = {}
         self._data_ids: dict[object, int] = {}
 
     def forget_device(self, device_id: int) -> None:
@@ -121,7 +172,7 @@ class EventWriter:
         # Everything that needs no database is done before the transaction: with
         # SQLite every writer of every server process queues for that lock.
         prepared = self._prepare(batch)
-        new_buckets: dict[tuple[int, str], tuple[int, int]] = {}
+        new_buckets: dict[tuple[int, str], _Cached] = {}
         new_data: dict[object, int] = {}
         with self.db.write() as conn:
             seen = conn.execute(
@@ -154,12 +205,20 @@ class EventWriter:
         hosts: dict[int, dict[str, Any]] = {}
         beats: list[HeartbeatEvent] = []
         host_count = 0
-        for e in batch.events:
+        for i, e in enumerate(batch.events):
             if isinstance(e, FocusEvent | AfkEvent):
                 stream = streams.get(e.kind)
                 if stream is None:
-                    stream = streams[e.kind] = _Stream()
+                    stream = streams[e.kind] = _Stream(KIND_BUCKETS[e.kind][1])
                 stream.add(e)
+            elif isinstance(e, AwEvent):
+                skey = "aw:" + e.bucket
+                stream = streams.get(skey)
+                if stream is None:
+                    stream = streams[skey] = _Stream(e.bucket_type, (i, e))
+                elif stream.type != e.bucket_type:
+                    raise _type_conflict(i, e, stream.type, "an earlier event of this batch")
+                stream.add_aw(e)
             elif isinstance(e, HostEvent):
                 host_count += 1
                 ts = round(e.start.timestamp() * 1000)
@@ -169,8 +228,8 @@ class EventWriter:
         for stream in streams.values():
             # Payloads this process has stored before need no JSON and no hash.
             for key, payload in stream.payloads.items():
-                if key not in self._data_ids:
-                    text = canonical_json(payload.model_dump())
+                if key not in self._data_ids and key not in stream.unknown:
+                    text = _canonical(payload)
                     stream.unknown[key] = (data_hash(text), text)
         days = sorted(
             {
@@ -189,13 +248,14 @@ class EventWriter:
         device: DeviceAuth,
         prepared: _Prepared,
         now_ms: int,
-        new_buckets: dict[tuple[int, str], tuple[int, int]],
+        new_buckets: dict[tuple[int, str], _Cached],
         new_data: dict[object, int],
     ) -> IngestResult:
         accepted = duplicates = updated = 0
         dirty: set[int] = set()
         bucket_ids = {
-            kind: self._bucket(conn, device, kind, now_ms, new_buckets) for kind in prepared.streams
+            key: self._bucket(conn, device, key, stream, now_ms, new_buckets)
+            for key, stream in prepared.streams.items()
         }
         # Before anything else is written (so this transaction holds no row lock
         # another one could be waiting for): no compaction of these buckets may
@@ -210,7 +270,14 @@ class EventWriter:
             bucket_id = bucket_ids[kind]
             data_ids = self._data_ids_for(conn, stream, new_data)
             a, d, u = self._store_stream(
-                conn, device.id, kind, bucket_id, stream, data_ids, dirty, new_buckets
+                conn,
+                device.id,
+                kind,
+                bucket_id,
+                stream,
+                data_ids,
+                dirty if stream.reported else set(),
+                new_buckets,
             )
             accepted, duplicates, updated = accepted + a, duplicates + d, updated + u
         if prepared.host_count:
@@ -235,16 +302,21 @@ class EventWriter:
         self,
         conn: Connection,
         device: DeviceAuth,
-        kind: str,
+        stream_key: str,
+        stream: _Stream,
         now_ms: int,
-        new_buckets: dict[tuple[int, str], tuple[int, int]],
+        new_buckets: dict[tuple[int, str], _Cached],
     ) -> int:
-        key = (device.id, kind)
+        """The stream's bucket, created if new. Cached only once its type is known
+        to be the stream's (a bucket never changes type)."""
+        key = (device.id, stream_key)
         cached = new_buckets.get(key) or self._buckets.get(key)
-        if cached is not None:
+        if cached is not None and cached[2] == stream.type:
             return cached[0]
-        btype = KIND_BUCKETS[kind][1]
-        name = bucket_name(kind, device.hostname)
+        if stream.name is None:  # the agent's own focus or afk bucket
+            name, client = bucket_name(stream_key, device.hostname), "worklens-agent"
+        else:
+            name, client = stream.name, stream.client
         self.db.insert_ignore(
             conn,
             buckets,
@@ -252,18 +324,20 @@ class EventWriter:
                 {
                     "device_id": device.id,
                     "name": name,
-                    "type": btype,
-                    "client": "worklens-agent",
+                    "type": stream.type,
+                    "client": client,
                     "created_ms": now_ms,
                 }
             ],
         )
         row = conn.execute(
-            select(buckets.c.id, buckets.c.max_duration_ms).where(
+            select(buckets.c.id, buckets.c.type, buckets.c.max_duration_ms).where(
                 buckets.c.device_id == device.id, buckets.c.name == name
             )
         ).one()
-        new_buckets[key] = (row.id, row.max_duration_ms)
+        if row.type != stream.type and stream.first is not None:
+            raise _type_conflict(*stream.first, row.type, "the device's stored bucket")
+        new_buckets[key] = (row.id, row.max_duration_ms, row.type)
         return int(row.id)
 
     def _data_ids_for(
@@ -279,7 +353,7 @@ class EventWriter:
                 continue
             found = stream.unknown.get(key)
             if found is None:  # evicted from the cache since _prepare
-                text = canonical_json(stream.payloads[key].model_dump())
+                text = _canonical(stream.payloads[key])
                 found = (data_hash(text), text)
             missing.setdefault(found[0], (found[1], []))[1].append(key)
         if missing:
@@ -309,7 +383,7 @@ class EventWriter:
         stream: _Stream,
         data_ids: dict[object, int],
         dirty: set[int],
-        new_buckets: dict[tuple[int, str], tuple[int, int]],
+        new_buckets: dict[tuple[int, str], _Cached],
     ) -> tuple[int, int, int]:
         rows = stream.rows
         duplicates = stream.count - len(rows)
@@ -342,7 +416,7 @@ class EventWriter:
                 longer,
             )
         key = (device_id, kind)
-        known = new_buckets.get(key) or self._buckets.get(key) or (bucket_id, 0)
+        known = new_buckets.get(key) or self._buckets.get(key) or (bucket_id, 0, stream.type)
         if longest > known[1]:
             conn.execute(
                 update(buckets)
@@ -354,7 +428,7 @@ class EventWriter:
                     )
                 )
             )
-            new_buckets[key] = (bucket_id, longest)
+            new_buckets[key] = (bucket_id, longest, known[2])
         return len(fresh), duplicates, len(longer)
 
     @staticmethod
@@ -403,6 +477,23 @@ class EventWriter:
             columns = tuple(fresh[0])
             self.db.bulk_insert(conn, host_samples, columns, [tuple(r.values()) for r in fresh])
         return len(fresh), count - len(fresh)
+
+
+def _type_conflict(index: int, e: AwEvent, existing: str, where: str) -> ApiError:
+    """The 422 for an AW event whose bucket has another type: the batch is refused
+    (the agent then sends its events one by one, and this one alone fails)."""
+    what = f"event {e.id}: bucket {e.bucket!r} has type {e.bucket_type!r}"
+    return ApiError(
+        422,
+        "invalid message",
+        [
+            {
+                "loc": ["events", index, "aw", "bucket_type"],
+                "msg": f"{what}, but {where} has type {existing!r}",
+                "type": "bucket_type_conflict",
+            }
+        ],
+    )
 
 
 def _clusters(sorted_values: list[int], gap: int) -> list[tuple[int, int]]:
