@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, select, update
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from worklens.query2 import Event
@@ -35,9 +35,9 @@ from worklens.server.aw.events import AW_ACTIVE, WL_ACTIVE, iter_events
 from worklens.server.store import chunks
 from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE
 from worklens.server.store.db import Database
-from worklens.server.store.ingest import canonical_json, data_hash, hours_between
+from worklens.server.store.ingest import canonical_json, data_hash, insert_payloads, write_rows
 from worklens.server.store.rollups import mark_dirty
-from worklens.server.store.schema import buckets, devices, event_data, events
+from worklens.server.store.schema import buckets, devices
 
 MAX_EVENT_MS = 366 * 86_400_000
 MAX_PAYLOAD_CHARS = 64 * 1024
@@ -228,96 +228,19 @@ def _store(
     days = {chunks.day_of(start) for b in parsed for start, _ in b.rows}
     chunks.lock_buckets(conn, ids, shared=True)  # as ingest: no compaction meanwhile
     chunks.unpack(db, conn, ids, days)
-    data_ids = _data_ids(db, conn, {text for b in parsed for _, text in b.rows.values()})
+    texts = {text for b in parsed for _, text in b.rows.values()}
+    stored = insert_payloads(db, conn, {data_hash(t): t for t in texts})
+    data_ids = {t: stored[data_hash(t)] for t in texts}
     totals = {"buckets": len(parsed), "accepted": 0, "duplicates": 0, "updated": 0}
     dirty: set[int] = set()
     for b in parsed:
         pk, known_max = pks[b.name]
-        existing = _existing(conn, pk, list(b.rows))
-        fresh, longer, longest = [], [], 0
-        for (start, uid), (dur, text) in b.rows.items():
-            old = existing.get((start, uid))
-            if old is None:
-                fresh.append((pk, start, uid, dur, data_ids[text]))
-                touched = hours_between(start, start + dur)
-            elif dur > old:
-                longer.append({"b_start": start, "b_uid": uid, "b_dur": dur})
-                touched = hours_between(start + old, start + dur)
-            else:
-                totals["duplicates"] += 1
-                continue
-            if b.type in (FOCUS_TYPE, AFK_TYPE):  # the types rollups read
-                dirty.update(touched)
-            longest = max(longest, dur)
-        db.bulk_insert(conn, events, chunks.EVENT_COLUMNS, fresh)
-        if longer:
-            conn.execute(
-                update(events)
-                .where(
-                    events.c.bucket_id == pk,
-                    events.c.start_ms == bindparam("b_start"),
-                    events.c.uid == bindparam("b_uid"),
-                )
-                .values(duration_ms=bindparam("b_dur")),
-                longer,
-            )
-        if longest > known_max:
-            conn.execute(
-                update(buckets)
-                .where(buckets.c.id == pk)
-                .values(
-                    max_duration_ms=case(
-                        (buckets.c.max_duration_ms < longest, longest),
-                        else_=buckets.c.max_duration_ms,
-                    )
-                )
-            )
-        totals["accepted"] += len(fresh)
-        totals["updated"] += len(longer)
+        rows = [(start, uid, dur, data_ids[text]) for (start, uid), (dur, text) in b.rows.items()]
+        written = write_rows(db, conn, pk, rows, known_max)
+        if b.type in (FOCUS_TYPE, AFK_TYPE):  # the types rollups read
+            dirty.update(written.touched)
+        totals["accepted"] += written.fresh
+        totals["duplicates"] += written.duplicates
+        totals["updated"] += written.updated
     mark_dirty(db, conn, device_id, dirty)
     return totals
-
-
-def _data_ids(db: Database, conn: Connection, texts: set[str]) -> dict[str, int]:
-    """Row id of each payload, inserting the new ones (sorted by hash, as ingest does,
-    so concurrent writers lock new rows in one order)."""
-    by_hash = {data_hash(t): t for t in texts}
-    hashes = sorted(by_hash)
-    db.insert_ignore(conn, event_data, [{"hash": h, "data": by_hash[h]} for h in hashes])
-    out: dict[str, int] = {}
-    for at in range(0, len(hashes), 500):
-        for row in conn.execute(
-            select(event_data.c.id, event_data.c.hash).where(
-                event_data.c.hash.in_(hashes[at : at + 500])
-            )
-        ):
-            out[by_hash[bytes(row.hash)]] = int(row.id)
-    if len(out) != len(texts):
-        raise RuntimeError("an event payload row vanished during import")
-    return out
-
-
-def _existing(
-    conn: Connection, pk: int, keys: list[tuple[int, bytes]]
-) -> dict[tuple[int, bytes], int]:
-    """Stored duration of the (start, event id) keys already stored, read as one
-    primary-key range per cluster of starts (as ingest does)."""
-    wanted = set(keys)
-    found: dict[tuple[int, bytes], int] = {}
-    starts = sorted({start for start, _ in keys})
-    clusters: list[list[int]] = []
-    for s in starts:
-        if clusters and s - clusters[-1][1] <= HOUR_MS:
-            clusters[-1][1] = s
-        else:
-            clusters.append([s, s])
-    for lo, hi in clusters:
-        for start, uid, dur in conn.execute(
-            select(events.c.start_ms, events.c.uid, events.c.duration_ms).where(
-                events.c.bucket_id == pk, events.c.start_ms >= lo, events.c.start_ms <= hi
-            )
-        ):
-            key = (int(start), bytes(uid))
-            if key in wanted:
-                found[key] = int(dur)
-    return found

@@ -357,19 +357,10 @@ class EventWriter:
                 found = (data_hash(text), text)
             missing.setdefault(found[0], (found[1], []))[1].append(key)
         if missing:
-            # Sorted: concurrent batches then lock new rows in the same order, so
-            # PostgreSQL never sees two of them wait on each other (deadlock).
-            hashes = sorted(missing)
-            self.db.insert_ignore(
-                conn, event_data, [{"hash": h, "data": missing[h][0]} for h in hashes]
-            )
-            for start in range(0, len(hashes), 500):
-                chunk = hashes[start : start + 500]
-                for row in conn.execute(
-                    select(event_data.c.id, event_data.c.hash).where(event_data.c.hash.in_(chunk))
-                ):
-                    for key in missing[bytes(row.hash)][1]:
-                        ids[key] = new_data[key] = row.id
+            stored = insert_payloads(self.db, conn, {h: text for h, (text, _) in missing.items()})
+            for h, (_, keys) in missing.items():
+                for key in keys:
+                    ids[key] = new_data[key] = stored[h]
         if len(ids) != len(stream.payloads):
             raise RuntimeError("an event payload row vanished during ingest")
         return ids
@@ -385,77 +376,20 @@ class EventWriter:
         dirty: set[int],
         new_buckets: dict[tuple[int, str], _Cached],
     ) -> tuple[int, int, int]:
-        rows = stream.rows
-        duplicates = stream.count - len(rows)
-        existing = self._existing(conn, bucket_id, [(r[0], uid) for uid, r in rows.items()])
-        fresh: list[tuple[int, int, bytes, int, int]] = []
-        longer: list[dict[str, Any]] = []
-        longest = 0
-        for uid, (start_ms, dur, key) in rows.items():
-            old = existing.get((start_ms, uid))
-            if old is None:
-                fresh.append((bucket_id, start_ms, uid, dur, data_ids[key]))
-                dirty.update(hours_between(start_ms, start_ms + dur))
-            elif dur > old:
-                longer.append({"b_start": start_ms, "b_uid": uid, "b_dur": dur})
-                dirty.update(hours_between(start_ms + old, start_ms + dur))
-            else:
-                duplicates += 1
-                continue
-            longest = max(longest, dur)
-        self.db.bulk_insert(conn, events, chunks.EVENT_COLUMNS, fresh)
-        if longer:
-            conn.execute(
-                update(events)
-                .where(
-                    events.c.bucket_id == bucket_id,
-                    events.c.start_ms == bindparam("b_start"),
-                    events.c.uid == bindparam("b_uid"),
-                )
-                .values(duration_ms=bindparam("b_dur")),
-                longer,
-            )
         key = (device_id, kind)
         known = new_buckets.get(key) or self._buckets.get(key) or (bucket_id, 0, stream.type)
-        if longest > known[1]:
-            conn.execute(
-                update(buckets)
-                .where(buckets.c.id == bucket_id)
-                .values(
-                    max_duration_ms=case(
-                        (buckets.c.max_duration_ms < longest, longest),
-                        else_=buckets.c.max_duration_ms,
-                    )
-                )
-            )
-            new_buckets[key] = (bucket_id, longest, known[2])
-        return len(fresh), duplicates, len(longer)
-
-    @staticmethod
-    def _existing(
-        conn: Connection, bucket_id: int, keys: list[tuple[int, bytes]]
-    ) -> dict[tuple[int, bytes], int]:
-        """Stored duration of those (start, event id) keys that are stored already.
-
-        Agents send events in time order, so a batch covers a short span: reading
-        that span by primary-key range and matching in Python is much cheaper than
-        a thousand-term tuple IN. A batch with gaps (a replayed backlog) is read
-        as one range per cluster of starts.
-        """
-        wanted = set(keys)
-        found: dict[tuple[int, bytes], int] = {}
-        for lo, hi in _clusters(sorted(k[0] for k in keys), gap=HOUR_MS):
-            for start_ms, uid, duration_ms in conn.execute(
-                select(events.c.start_ms, events.c.uid, events.c.duration_ms).where(
-                    events.c.bucket_id == bucket_id,
-                    events.c.start_ms >= lo,
-                    events.c.start_ms <= hi,
-                )
-            ):
-                key = (start_ms, bytes(uid))
-                if key in wanted:
-                    found[key] = duration_ms
-        return found
+        written = write_rows(
+            self.db,
+            conn,
+            bucket_id,
+            [(start, uid, dur, data_ids[k]) for uid, (start, dur, k) in stream.rows.items()],
+            known[1],
+        )
+        dirty.update(written.touched)
+        if written.longest > known[1]:
+            new_buckets[key] = (bucket_id, written.longest, known[2])
+        in_batch = stream.count - len(stream.rows)  # the same event twice in one batch
+        return written.fresh, written.duplicates + in_batch, written.updated
 
     def _store_hosts(
         self, conn: Connection, device_id: int, rows: dict[int, dict[str, Any]], count: int
@@ -494,6 +428,113 @@ def _type_conflict(index: int, e: AwEvent, existing: str, where: str) -> ApiErro
             }
         ],
     )
+
+
+class Written(NamedTuple):
+    fresh: int
+    duplicates: int
+    updated: int
+    touched: set[int]  # starts (s) of the hours whose active time may have changed
+    longest: int  # the longest duration (ms) written
+
+
+def write_rows(
+    db: Database,
+    conn: Connection,
+    bucket_id: int,
+    rows: list[tuple[int, bytes, int, int]],
+    known_max_ms: int,
+) -> Written:
+    """Store one bucket's events ``(start_ms, uid, duration_ms, data_id)``, at most
+    one per (start, uid): new ones inserted, longer copies of stored ones
+    extended (a heartbeat merge sent again), the rest counted as duplicates.
+    The bucket's longest duration grows with them (reads look back that far).
+    The one write of events, for ingest and for imports alike."""
+    existing = existing_durations(conn, bucket_id, [(r[0], r[1]) for r in rows])
+    fresh: list[tuple[int, int, bytes, int, int]] = []
+    longer: list[dict[str, Any]] = []
+    touched: set[int] = set()
+    duplicates = longest = 0
+    for start_ms, uid, dur, data_id in rows:
+        old = existing.get((start_ms, uid))
+        if old is None:
+            fresh.append((bucket_id, start_ms, uid, dur, data_id))
+            touched.update(hours_between(start_ms, start_ms + dur))
+        elif dur > old:
+            longer.append({"b_start": start_ms, "b_uid": uid, "b_dur": dur})
+            touched.update(hours_between(start_ms + old, start_ms + dur))
+        else:
+            duplicates += 1
+            continue
+        longest = max(longest, dur)
+    db.bulk_insert(conn, events, chunks.EVENT_COLUMNS, fresh)
+    if longer:
+        conn.execute(
+            update(events)
+            .where(
+                events.c.bucket_id == bucket_id,
+                events.c.start_ms == bindparam("b_start"),
+                events.c.uid == bindparam("b_uid"),
+            )
+            .values(duration_ms=bindparam("b_dur")),
+            longer,
+        )
+    if longest > known_max_ms:
+        conn.execute(
+            update(buckets)
+            .where(buckets.c.id == bucket_id)
+            .values(
+                max_duration_ms=case(
+                    (buckets.c.max_duration_ms < longest, longest),
+                    else_=buckets.c.max_duration_ms,
+                )
+            )
+        )
+    return Written(len(fresh), duplicates, len(longer), touched, longest)
+
+
+def existing_durations(
+    conn: Connection, bucket_id: int, keys: list[tuple[int, bytes]]
+) -> dict[tuple[int, bytes], int]:
+    """Stored duration of those (start, event id) keys that are stored already.
+
+    Agents send events in time order, so a batch covers a short span: reading
+    that span by primary-key range and matching in Python is much cheaper than
+    a thousand-term tuple IN. A batch with gaps (a replayed backlog) is read
+    as one range per cluster of starts.
+    """
+    wanted = set(keys)
+    found: dict[tuple[int, bytes], int] = {}
+    for lo, hi in _clusters(sorted(k[0] for k in keys), gap=HOUR_MS):
+        for start_ms, uid, duration_ms in conn.execute(
+            select(events.c.start_ms, events.c.uid, events.c.duration_ms).where(
+                events.c.bucket_id == bucket_id,
+                events.c.start_ms >= lo,
+                events.c.start_ms <= hi,
+            )
+        ):
+            key = (start_ms, bytes(uid))
+            if key in wanted:
+                found[key] = duration_ms
+    return found
+
+
+def insert_payloads(db: Database, conn: Connection, by_hash: dict[bytes, str]) -> dict[bytes, int]:
+    """Row id of each payload (by hash of its canonical JSON), inserting new ones.
+    Sorted: concurrent writers then lock new rows in the same order, so
+    PostgreSQL never sees two of them wait on each other (deadlock)."""
+    hashes = sorted(by_hash)
+    db.insert_ignore(conn, event_data, [{"hash": h, "data": by_hash[h]} for h in hashes])
+    out: dict[bytes, int] = {}
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start : start + 500]
+        for row in conn.execute(
+            select(event_data.c.id, event_data.c.hash).where(event_data.c.hash.in_(chunk))
+        ):
+            out[bytes(row.hash)] = int(row.id)
+    if len(out) != len(by_hash):
+        raise RuntimeError("an event payload row vanished while it was being written")
+    return out
 
 
 def _clusters(sorted_values: list[int], gap: int) -> list[tuple[int, int]]:
