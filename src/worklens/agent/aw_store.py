@@ -19,7 +19,6 @@ Thread-safe: one connection under one lock, as the spool.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -31,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from worklens.agent.spool import _make_private_dirs
+from worklens.agent.sqlite_file import open_private
 from worklens.timeline.heartbeat import Beat, merge
 
 __all__ = ["AwBucket", "AwEvent", "AwStore", "NoSuchBucket", "from_us", "to_us"]
@@ -128,42 +127,13 @@ class AwStore:
     # --- opening ------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        _make_private_dirs(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # born 0600: titles
-        os.close(fd)
-        os.chmod(self.path, 0o600)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} was written by a newer agent (schema {version}, "
-                    f"this one knows {SCHEMA_VERSION})"
-                )
-            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise RuntimeError(f"cannot put {self.path} in WAL mode (got {mode!r})")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute(f"PRAGMA journal_size_limit = {4 * 1024 * 1024}")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                if db.execute("SELECT v FROM meta WHERE k = 'device_id'").fetchone() is None:
-                    db.execute(
-                        "INSERT INTO meta (k, v) VALUES ('device_id', ?)", (str(uuid.uuid4()),)
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except BaseException:
-            db.close()
-            raise
-        return db
+        def init(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT v FROM meta WHERE k = 'device_id'").fetchone() is None:
+                db.execute("INSERT INTO meta (k, v) VALUES ('device_id', ?)", (str(uuid.uuid4()),))
+
+        # NORMAL: the spool (FULL) holds what must survive a power cut; this is
+        # a local copy for the watchers' reads.
+        return open_private(self.path, _SCHEMA, SCHEMA_VERSION, synchronous="NORMAL", init=init)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:

@@ -27,7 +27,6 @@ would each send every item (still harmless for the server, but wasteful).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import sqlite3
 import threading
@@ -42,6 +41,8 @@ from typing import Any
 
 import msgpack
 
+from worklens.agent.sqlite_file import open_private
+
 __all__ = ["Spool", "SpoolItem", "SpoolStats"]
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ _DEAD = 1
 
 # The WAL is cut back to this size after a checkpoint, so a burst (a long outage
 # draining) does not leave a huge -wal file behind.
-_WAL_SIZE_LIMIT = 4 * 1024 * 1024
 # Errors are stored for an operator to read, not to be parsed; keep them bounded.
 _MAX_ERROR_CHARS = 1000
 
@@ -142,43 +142,6 @@ def _unpack(data: bytes) -> dict[str, Any]:
     return obj
 
 
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and any missing parents with mode 0700 (umask-proof).
-
-    Directories that already exist are left alone: the spool may live in a shared
-    place such as /var/lib whose mode is not ours to change.
-    """
-    missing: list[Path] = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        if d.parent == d:
-            break
-        d = d.parent
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:
-            continue  # created concurrently; keep whatever mode it got
-        os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask
-    if missing:
-        # Make the new directory entries themselves durable.
-        _fsync_dir(missing[-1].parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # e.g. Windows cannot open directories; nothing more we can do
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on a directory
-    finally:
-        os.close(fd)
-
-
 class Spool:
     """A durable, bounded FIFO of events keyed by event id. Thread-safe.
 
@@ -236,51 +199,9 @@ class Spool:
     # --- opening --------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        _make_private_dirs(self.path.parent)
-        # Create the file ourselves so it is born 0600 (SQLite would use 0644), and
-        # tighten a file an older version left readable. SQLite gives the -wal and
-        # -shm files the same mode as the database file.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
-        db = sqlite3.connect(
-            self.path,
-            isolation_level=None,  # autocommit; transactions are explicit (_tx)
-            check_same_thread=False,  # guarded by self._lock; see class docstring
-            timeout=10.0,  # only another process (a status CLI) could hold the lock
-        )
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} was written by a newer agent (schema {version}, "
-                    f"this one knows {SCHEMA_VERSION})"
-                )
-            # Must precede the first CREATE TABLE to take effect; lets us give pages
-            # back to the filesystem once a big backlog has drained.
-            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise RuntimeError(f"cannot put {self.path} in WAL mode (got {mode!r})")
-            # FULL: the WAL is fsync'ed at every commit, so a returned put() survives
-            # a power cut, not just a crash of this process (NORMAL would not).
-            db.execute("PRAGMA synchronous = FULL")
-            db.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # Not executescript(): it would COMMIT first; run the DDL one by one.
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except BaseException:
-            db.close()
-            raise
-        return db
+        # FULL: the WAL is fsync'ed at every commit, so a returned put() survives
+        # a power cut, not just a crash of this process (NORMAL would not).
+        return open_private(self.path, _SCHEMA, SCHEMA_VERSION, synchronous="FULL")
 
     def _load(self) -> tuple[int, int, str | None, float | None]:
         db = self._conn()

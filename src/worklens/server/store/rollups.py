@@ -432,16 +432,11 @@ class Rollups:
         Where two devices were active at once the time counts once, for the
         activity that started most recently ("latest start wins", as within one
         stream)."""
-        per_device = self.active_by_device(conn, refs, start_ms, end_ms)
-        data: dict[int, dict[str, Any]] = {}
-        for _, d in per_device.values():
-            data = d  # one shared dict for all devices of the read
+        streams, data = self.streams(conn, refs, start_ms, end_ms)
+        per_device = [active_spans(f, a, start_ms, end_ms) for f, a in streams.values()]
         if len(per_device) == 1:
-            return next(iter(per_device.values()))[0], data
-        merged = flatten(
-            sorted((sp for spans_, _ in per_device.values() for sp in spans_), key=lambda x: x[0])
-        )
-        return merged, data
+            return per_device[0], data
+        return flatten(sp for spans_ in per_device for sp in spans_), data
 
     def active_by_subject(
         self, conn: Connection, kind: Kind, subject_ids: Sequence[int], start_ms: int, end_ms: int
