@@ -45,7 +45,7 @@ from worklens.protocol.messages import Batch, SystemIdentity
 from worklens.server.analytics.time_report import time_report
 from worklens.server.store import devices as devices_store
 from worklens.server.store import migrate, orgs
-from worklens.server.store.category_rules import Classifiers
+from worklens.server.store.classifiers import Classifiers
 from worklens.server.store.db import Database
 from worklens.server.store.devices import DeviceAuth
 from worklens.server.store.ingest import EventWriter
@@ -132,6 +132,46 @@ def refresh(url: str) -> float:
     return dt
 
 
+def rule_change(url: str, meta: dict[str, Any]) -> None:
+    """A change of the organization's rules: the category report right after it
+    (out-of-date category rows, so payload rows are classified per report), the
+    background rebuild of the category rows, the report after it; then the
+    rules are put back (and rebuilt again) so the cached database is unchanged."""
+    from worklens.categories import load_default_ruleset
+    from worklens.server.store import category_rules
+    from worklens.server.store.schema import category_rules as rules_table
+
+    end = meta["end_ms"]
+    span = (end - 90 * DAY_MS, end)
+    data = load_default_ruleset().to_data()
+    data["categories"].append(
+        {"path": ["Work", "Secrets"], "rule": {"type": "regex", "regex": "kdbx", "keys": ["title"]}}
+    )
+    db = Database(url)
+    rollups = Rollups(db)
+    try:
+        with db.write() as conn:
+            category_rules.set_org_rules(conn, meta["org_id"], data, int(time.time() * 1000))
+        for label in ("before the rebuild", "before the rebuild, again"):
+            t = time.perf_counter()
+            time_report(db, rollups, meta["org_id"], "category", *span)
+            print(f"  category report {label}: {(time.perf_counter() - t) * 1000:.1f} ms")
+        t = time.perf_counter()
+        n = rollups.rebuild_categories()
+        print(f"  Rollups.rebuild_categories(): {n:,} rows in {time.perf_counter() - t:.1f}s")
+        t = time.perf_counter()
+        rows = time_report(db, rollups, meta["org_id"], "category", *span)
+        print(
+            f"  category report after it: {(time.perf_counter() - t) * 1000:.1f} ms"
+            f" ({', '.join(f'{r.key} {r.seconds / 3600:,.0f} h' for r in rows[:3])})"
+        )
+    finally:
+        with db.write() as conn:
+            conn.execute(rules_table.delete().where(rules_table.c.org_id == meta["org_id"]))
+        rollups.rebuild_categories()
+        db.dispose()
+
+
 def drop_os_cache() -> bool:
     try:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
@@ -210,6 +250,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="warm calls per report (median)")
     ap.add_argument("--pg-fast", action="store_true", help="PostgreSQL with fsync=off")
     ap.add_argument(
+        "--rule-change",
+        action="store_true",
+        help="also time a change of category rules: reports before and after the rebuild",
+    )
+    ap.add_argument(
         "--compact",
         action="store_true",
         help="pack every day's raw events into chunks first (as the server does after 2 days)",
@@ -254,6 +299,17 @@ def main() -> None:
             done = compact(db, int(time.time() * 1000))
             db.dispose()
             print(f"compaction: {done} in {time.perf_counter() - t:.1f}s", flush=True)
+        # Category rows for the rules in force (on a cached build made before
+        # they existed, or after a change of rules: the background job's work).
+        db = Database(url)
+        t = time.perf_counter()
+        cat_rows = Rollups(db).rebuild_categories()
+        db.dispose()
+        print(
+            f"Rollups.rebuild_categories(): {cat_rows:,} category rows"
+            f" in {time.perf_counter() - t:.1f}s",
+            flush=True,
+        )
         counts = benchlib.row_counts(
             url, ["events", "event_chunks", "event_data", "rollups", "rollup_keys", "rollup_dirty"]
         )
@@ -280,6 +336,9 @@ def main() -> None:
         print(f"database: {benchlib.mib(total)} = {per_event:.1f} B/event ({tables})")
         print(f"time_report ({args.backend}; * = OS page cache dropped before the cold call):")
         time_reports(url, meta, args.repeats)
+        if args.rule_change:
+            print("after a change of the organization's category rules:")
+            rule_change(url, meta)
     finally:
         if pg is not None:
             pg.stop()

@@ -134,13 +134,19 @@ def json_trees(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     )
 
 
-aw_other_types = st.sampled_from(["app.editor.activity", "web.tab.current", "x"])
-aw_types = st.one_of(st.sampled_from(["currentwindow", "afkstatus"]), aw_other_types)
+aw_other_types = st.sampled_from(["app.editor.activity", "x"])
+aw_types = st.one_of(
+    st.sampled_from(["currentwindow", "afkstatus", "web.tab.current"]), aw_other_types
+)
 aw_window_data = st.fixed_dictionaries(
     {"app": st.text(max_size=wire.MAX_APP), "title": st.text(max_size=wire.MAX_TITLE)},
     optional={"url": st.text(max_size=30), "incognito": st.booleans()},
 )
 aw_afk_data = st.fixed_dictionaries({"status": st.sampled_from(["afk", "not-afk"])})
+aw_web_data = st.fixed_dictionaries(
+    {"url": st.text(max_size=60)},
+    optional={"title": st.text(max_size=30), "audible": st.booleans(), "incognito": st.booleans()},
+)
 aw_any_data = st.dictionaries(st.text(max_size=10), json_trees(json_leaves), max_size=5)
 aw_payloads = st.one_of(
     st.builds(
@@ -159,6 +165,13 @@ aw_payloads = st.one_of(
     ),
     st.builds(
         wire.AwData,
+        st.just("aw-watcher-web-chrome"),
+        st.just("web.tab.current"),
+        st.just("aw-client-web"),
+        aw_web_data,
+    ),
+    st.builds(
+        wire.AwData,
         st.text(min_size=1, max_size=40),
         aw_other_types,
         st.text(max_size=20),
@@ -174,7 +187,7 @@ odd_aw_payloads = st.builds(
         aw_window_data,
         aw_any_data,
         st.dictionaries(
-            st.sampled_from(["app", "title", "status", "x"]),
+            st.sampled_from(["app", "title", "status", "url", "x"]),
             json_trees(st.one_of(json_leaves, odd_leaves)),
             max_size=4,
         ),

@@ -102,6 +102,19 @@ def test_late_events_of_one_device_update_the_persons_rollups(server: Server) ->
     assert report(server, **day, person=ada) == {"code": 3600.0, "mail": 3600.0}
 
 
+def test_a_device_assigned_before_its_hours_were_rolled_up_counts_for_the_person(
+    server: Server,
+) -> None:
+    # No report (hence no refresh) between ingest and assignment: the device's
+    # hours are only marked, not rolled up, when the person gets it.
+    laptop, desktop = laptop_and_desktop(server)
+    ada = api(server, "POST", "/api/v1/people", {"name": "Ada"})["id"]
+    api(server, "PUT", f"/api/v1/devices/{laptop}/person", {"person_id": ada})
+    assert report(server, person=ada) == {"code": 3600.0}
+    # The desktop, nobody's, counts on its own.
+    assert report(server, "person") == {f"Ada (#{ada})": 3600.0, f"desktop (#{desktop})": 3600.0}
+
+
 def test_filters_are_checked(server: Server) -> None:
     laptop, _ = laptop_and_desktop(server)
     q = {"group_by": "app", "start": at(0).isoformat(), "end": at(60).isoformat()}

@@ -11,7 +11,10 @@ reference computes one second at a time from the final event set:
   start (generated starts are distinct, so there are no ties);
 * ``t`` is active iff the covering afk event with the latest start says
   ``"active"``; where no afk event covers ``t`` it is not active;
-* each event's final duration is the longest one sent for its id.
+* each event's final duration is the longest one sent for its id;
+* the URL at ``t`` (reports by URL and domain) is that of the covering browser
+  tab event (ActivityWatch's web watcher, kind "aw") with the latest start, if
+  the focused app is a browser and that tab is not in a private window.
 
 Runs on SQLite and PostgreSQL (the ``server`` fixture). The fixture is shared
 by all examples of a test, so each example enrolls its own device and filters
@@ -31,6 +34,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.server.conftest import T0, Server, afk, batch, focus
+from worklens.categories import Classifier, format_path, load_default_ruleset
+
+DEFAULT_RULES = Classifier(load_default_ruleset())
 
 HOUR = 3600
 DAY = 86400
@@ -39,8 +45,21 @@ DAY0 = -9 * HOUR
 SPREAD = 36 * HOUR  # event starts lie in T0 ± 1.5 days, so all events end before HI
 MAX_DURATION = 20_000
 LO, HI = -2 * DAY, 2 * DAY  # reports ask within T0 ± 2 days; the reference covers it
-APPS = ("code", "chromium", "term", "mail")
-TITLES = ("", "main.py", "docs", "inbox")
+APPS = ("code", "chromium", "term", "mail", "Firefox")
+BROWSERS = ("chromium", "Firefox")
+TITLES = ("", "main.py", "docs", "inbox", "YouTube")
+DOMAINS = {  # what reports by domain show: no "www.", and the URL itself if no host
+    "https://www.youtube.com/watch?v=1": "youtube.com",
+    "https://github.com/org/repo": "github.com",
+    "https://youtube.com/feed": "youtube.com",
+    "about:blank": "about:blank",
+}
+URLS = (
+    "https://www.youtube.com/watch?v=1",
+    "https://github.com/org/repo",
+    "https://youtube.com/feed",
+    "about:blank",
+)
 
 SETTINGS = settings(
     max_examples=15,
@@ -54,16 +73,27 @@ SETTINGS = settings(
 
 @dataclass
 class Event:
-    kind: str  # "focus" | "afk"
+    kind: str  # "focus" | "afk" | "web"
     start: int  # seconds from T0
     sends: list[int]  # durations sent for this id, in generation order; the max is final
-    data: dict[str, str]
+    data: dict[str, Any]
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def wire(self, duration: int) -> dict[str, Any]:
         at = T0 + timedelta(seconds=self.start)
         if self.kind == "focus":
             body = focus(at, float(duration), self.data["app"], self.data["title"])
+        elif self.kind == "web":
+            return {
+                "id": self.id,
+                "kind": "aw",
+                "start": at.isoformat(),
+                "duration": float(duration),
+                "bucket": "aw-watcher-web-chrome",
+                "bucket_type": "web.tab.current",
+                "client": "aw-client-web",
+                "data": self.data,
+            }
         else:
             body = afk(at, float(duration), self.data["status"])
         return {**body, "id": self.id}
@@ -106,8 +136,13 @@ def events(
         final = draw(
             st.one_of(st.integers(0, MAX_DURATION), st.integers(MAX_DURATION // 4, MAX_DURATION))
         )
+        data: dict[str, Any]
         if kind == "focus":
             data = {"app": draw(st.sampled_from(APPS)), "title": draw(st.sampled_from(TITLES))}
+        elif kind == "web":
+            data = {"url": draw(st.sampled_from(URLS)), "title": "tab", "audible": False}
+            if draw(st.integers(0, 4)) == 0:
+                data["incognito"] = True
         else:
             data = {"status": draw(st.sampled_from(["active", "active", "afk"]))}
         out.append(Event(kind, start, draw(durations(final)), data))
@@ -126,7 +161,11 @@ class History:
 def histories(anchors: list[int]) -> st.SearchStrategy[History]:
     @st.composite
     def build(draw: st.DrawFn) -> History:
-        evs = draw(events("focus", anchors, 2, 10)) + draw(events("afk", anchors, 2, 7))
+        evs = (
+            draw(events("focus", anchors, 2, 10))
+            + draw(events("afk", anchors, 2, 7))
+            + draw(events("web", anchors, 0, 6))
+        )
         sends = [(i, d) for i, ev in enumerate(evs) for d in ev.sends]
         sends = draw(st.permutations(sends))
         cuts = sorted(draw(st.lists(st.integers(0, len(sends)), max_size=2)))
@@ -205,19 +244,42 @@ class Reference:
                     cells[t - LO] = i
             return cells
 
-        focus_at, afk_at = paint("focus"), paint("afk")
+        focus_at, afk_at, web_at = paint("focus"), paint("afk"), paint("web")
         self.active = [
             f if a is not None and evs[a].data["status"] == "active" else None
             for f, a in zip(focus_at, afk_at, strict=True)
+        ]
+        self.url: list[str | None] = [
+            evs[w].data["url"]
+            if f is not None
+            and w is not None
+            and evs[f].data["app"] in BROWSERS
+            and not evs[w].data.get("incognito")
+            else None
+            for f, w in zip(self.active, web_at, strict=True)
         ]
 
     def report(self, group_by: str, start: int, end: int) -> dict[str, float]:
         # Nothing happens outside [LO, HI): clamp the range to it.
         a, b = min(max(start, LO), HI), min(max(end, LO), HI)
         out: Counter[str] = Counter()
-        for i, n in Counter(self.active[a - LO : b - LO]).items():
-            if i is not None:
-                out[self.events[i].data[group_by]] += n
+        if group_by in ("url", "domain"):
+            for url, n in Counter(self.url[a - LO : b - LO]).items():
+                if url is not None:
+                    out[url if group_by == "url" else DOMAINS[url]] += n
+        elif group_by in ("category", "productivity"):
+            # The default rules, on the window and the tab in front.
+            seconds = zip(self.active[a - LO : b - LO], self.url[a - LO : b - LO], strict=True)
+            for (i, url), n in Counter(seconds).items():
+                if i is not None:
+                    data = {**self.events[i].data, **({"url": url} if url else {})}
+                    path = DEFAULT_RULES.classify(data)
+                    key = format_path(path) if group_by == "category" else None
+                    out[key or DEFAULT_RULES.productivity(path)] += n
+        else:
+            for i, n in Counter(self.active[a - LO : b - LO]).items():
+                if i is not None:
+                    out[self.events[i].data[group_by]] += n
         return {k: float(n) for k, n in out.items()}
 
 
@@ -256,7 +318,7 @@ def check(
     server: Server, device: int, hostname: str, ref: Reference, rs: list[tuple[int, int]]
 ) -> None:
     for start, end in rs:
-        for group_by in ("app", "title"):
+        for group_by in ("app", "title", "url", "domain", "category", "productivity"):
             want = ref.report(group_by, start, end)
             got = report(server, device, group_by, start, end)
             assert got == want, (group_by, start, end)

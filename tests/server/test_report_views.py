@@ -117,3 +117,21 @@ def test_timeline_of_a_device(server: Server) -> None:
         sum(map(sum, get(server, "heatmap", token=other, start=T0, end=T0 + DAY).json()["seconds"]))
         == 0
     )
+
+
+def test_ranges_longer_than_the_configured_maximum_are_refused(server: Server) -> None:
+    two_days(server)
+    long = {"start": T0, "end": T0 + 401 * DAY}
+    for view in ("time", "series", "heatmap"):
+        r = get(server, view, **long)
+        assert r.status_code == 400 and "maximum of 400 days" in r.json()["error"], view
+    settings = server.services.settings
+    default = settings.max_report_days
+    settings.max_report_days = 30  # WORKLENS_MAX_REPORT_DAYS=30
+    try:
+        assert get(server, "time", start=T0, end=T0 + 30 * DAY).status_code == 200
+        for view in ("time", "series", "heatmap"):
+            r = get(server, view, start=T0, end=T0 + 31 * DAY)
+            assert r.status_code == 400 and "maximum of 30 days" in r.json()["error"], view
+    finally:
+        settings.max_report_days = default

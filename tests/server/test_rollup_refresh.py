@@ -68,5 +68,5 @@ def test_a_refresh_of_an_unchanged_hour_stores_it_and_clears_the_mark(server: Se
     with server.services.db.write() as conn:
         assert r._store(conn, device_id, seen, totals, {}) == 2
     assert marks(server, device_id) == {}
-    assert hour_rows(server, device_id) == 4  # (app, payload) x 2 hours
+    assert hour_rows(server, device_id) == 6  # (app, payload, category) x 2 hours
     assert report(server) == {"code": 1200.0}

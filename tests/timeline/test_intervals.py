@@ -27,6 +27,7 @@ from worklens.timeline.intervals import (
     clip,
     flatten,
     intersect,
+    overlay,
     spans_where,
     split_by_period,
     totals,
@@ -427,3 +428,26 @@ def test_activitywatch_not_afk_counts_as_active() -> None:
     assert ours == theirs == [(0, 50, "code")]
     # Touching "active" and "not-afk" are one present span.
     assert active_spans(focus, [(0, 50, "active"), (50, 100, "not-afk")], 0, 100) == focus
+
+
+# ---------------------------------------------------------------- overlay
+
+
+@given(some_spans, some_spans, st.sets(st.sampled_from(VALUES)))
+def test_overlay_matches_brute_force(
+    spans: list[tuple[int, int, str]], layer: list[tuple[int, int, str]], takes: set[str]
+) -> None:
+    """Where a span whose value ``takes`` the layer meets a layer span, the value
+    is the pair of both; everywhere else the span's own value, unchanged."""
+    flat, flat_layer = flatten(spans), flatten(layer)
+    out = overlay(flat, flat_layer, lambda v: v in takes, lambda v, w: v + w)
+    assert_well_formed(out, joined=False)
+    under, over = reference(spans), reference(layer)
+    want = {t: v + over[t] if v in takes and t in over else v for t, v in under.items()}
+    assert unit_values(out) == want
+    # Cut only where the layer starts or ends: pieces of a span that keeps its
+    # value are never split otherwise.
+    cuts = {p for s, e, _ in flat_layer for p in (s, e)}
+    for a, b in pairwise(out):
+        if a[1] == b[0] and a[2] == b[2]:
+            assert a[1] in cuts

@@ -48,6 +48,7 @@ MAX_AW_DEPTH = 8
 # their data must have the fields reports use.
 AW_WINDOW_TYPE = "currentwindow"
 AW_AFK_TYPE = "afkstatus"
+AW_WEB_TAB_TYPE = "web.tab.current"  # the tab in front of a browser
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # what msgpack can carry
 
 
@@ -327,7 +328,8 @@ def aw_data_problem(bucket_type: str, data: object) -> str | None:
     ``MAX_AW_DEPTH`` deep and ``MAX_AW_DATA_BYTES`` as compact JSON. Buckets whose
     type reports read must carry what reports use: ``currentwindow`` data has
     ``app`` and ``title`` as strings (within the focus event's limits),
-    ``afkstatus`` data has ``status`` as a string.
+    ``afkstatus`` data has ``status`` as a string, ``web.tab.current`` data has
+    ``url`` as a string.
     """
     if type(data) is not dict:
         return "data must be a JSON object"
@@ -368,6 +370,8 @@ def aw_data_problem(bucket_type: str, data: object) -> str | None:
             return f"{AW_WINDOW_TYPE} data: 'app' > {MAX_APP} or 'title' > {MAX_TITLE} characters"
     elif bucket_type == AW_AFK_TYPE and type(data.get("status")) is not str:
         return f"{AW_AFK_TYPE} data needs 'status' as a string"
+    elif bucket_type == AW_WEB_TAB_TYPE and type(data.get("url")) is not str:
+        return f"{AW_WEB_TAB_TYPE} data needs 'url' as a string"
     return None
 
 

@@ -26,10 +26,12 @@ class Services:
     @classmethod
     def create(cls, settings: ServerSettings) -> Services:
         db = Database(settings.database_url)
+        classifiers = Classifiers()
         return cls(
             settings=settings,
             db=db,
             writer=EventWriter(db),
-            rollups=Rollups(db),
+            rollups=Rollups(db, classifiers),
             limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
+            classifiers=classifiers,
         )

@@ -37,5 +37,8 @@ class ServerSettings(BaseSettings):
     # compact_interval_s.
     compact_after_days: float = Field(default=2.0, ge=0)
     compact_interval_s: float = Field(default=600.0, gt=0)
+    # Longest range a report (time, series, heatmap) may ask for: bounds the
+    # work one request can cause.
+    max_report_days: int = Field(default=400, ge=1, le=3660)
     # Serve cookies with the Secure flag (set when TLS terminates in front).
     secure_cookies: bool = False

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TypeVar
 
 V = TypeVar("V", bound=Hashable)
+W = TypeVar("W")
 
 # Afk statuses that mean someone is at the machine.
 PRESENT = frozenset({"active", "not-afk"})
@@ -146,4 +147,43 @@ def totals(spans: Iterable[tuple[int, int, V]]) -> dict[V, int]:
     out: dict[V, int] = {}
     for s, e, v in spans:
         out[v] = out.get(v, 0) + (e - s)
+    return out
+
+
+def overlay(
+    spans: Sequence[tuple[int, int, V]],
+    layer: Sequence[tuple[int, int, W]],
+    applies: Callable[[V], bool],
+    combine: Callable[[V, W], V],
+) -> list[tuple[int, int, V]]:
+    """``spans`` with ``layer`` laid over the spans that ``applies`` accepts: where
+    a layer span covers one, that part's value becomes ``combine(value, layer
+    value)``; everything else is kept as it is. Both sorted and non-overlapping
+    (flattened); the result covers exactly what ``spans`` covers."""
+    out: list[tuple[int, int, V]] = []
+    j = 0
+    for s, e, v in spans:
+        if not applies(v):
+            out.append((s, e, v))
+            continue
+        while j < len(layer) and layer[j][1] <= s:
+            j += 1
+        t = s
+        k = j
+        while t < e:
+            if k < len(layer) and layer[k][0] < e:
+                ls, le, w = layer[k]
+                if ls > t:
+                    out.append((t, ls, v))
+                    t = ls
+                hi = min(le, e)
+                out.append((t, hi, combine(v, w)))
+                t = hi
+                if le <= e:
+                    k += 1
+                else:
+                    break
+            else:
+                out.append((t, e, v))
+                t = e
     return out

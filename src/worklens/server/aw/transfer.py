@@ -33,7 +33,7 @@ from worklens.query2 import Event
 from worklens.server.aw.buckets import AwBucket, bucket_json
 from worklens.server.aw.events import AW_ACTIVE, WL_ACTIVE, iter_events
 from worklens.server.store import chunks
-from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE
+from worklens.server.store.buckets import AFK_TYPE, REPORTED_TYPES
 from worklens.server.store.db import Database
 from worklens.server.store.ingest import canonical_json, data_hash, insert_payloads, write_rows
 from worklens.server.store.rollups import mark_dirty
@@ -237,7 +237,7 @@ def _store(
         pk, known_max = pks[b.name]
         rows = [(start, uid, dur, data_ids[text]) for (start, uid), (dur, text) in b.rows.items()]
         written = write_rows(db, conn, pk, rows, known_max)
-        if b.type in (FOCUS_TYPE, AFK_TYPE):  # the types rollups read
+        if b.type in REPORTED_TYPES:
             dirty.update(written.touched)
         totals["accepted"] += written.fresh
         totals["duplicates"] += written.duplicates

@@ -22,13 +22,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import NullType
 
+from worklens.protocol.wire import AW_AFK_TYPE, AW_WEB_TAB_TYPE, AW_WINDOW_TYPE
 from worklens.server.store.chunks import StoredEvent, day_of, decode
 from worklens.server.store.schema import buckets, event_chunks, event_data, events
 
 # Native event kinds map onto ActivityWatch's bucket types, so data from
 # ActivityWatch watchers and from our agent land in the same kind of stream.
-FOCUS_TYPE = "currentwindow"
-AFK_TYPE = "afkstatus"
+FOCUS_TYPE = AW_WINDOW_TYPE
+AFK_TYPE = AW_AFK_TYPE
+WEB_TAB_TYPE = AW_WEB_TAB_TYPE
+# The types reports read: events of these mark their hours for the rollups.
+REPORTED_TYPES = frozenset((FOCUS_TYPE, AFK_TYPE, WEB_TAB_TYPE))
 KIND_BUCKETS: dict[str, tuple[str, str]] = {
     "focus": ("worklens-focus", FOCUS_TYPE),
     "afk": ("worklens-afk", AFK_TYPE),

@@ -37,7 +37,12 @@ from worklens.protocol.messages import (
 from worklens.server.errors import ApiError
 from worklens.server.store import chunks
 from worklens.server.store import devices as devices_store
-from worklens.server.store.buckets import AFK_TYPE, FOCUS_TYPE, KIND_BUCKETS, bucket_name
+from worklens.server.store.buckets import (
+    AFK_TYPE,
+    KIND_BUCKETS,
+    REPORTED_TYPES,
+    bucket_name,
+)
 from worklens.server.store.db import Database
 from worklens.server.store.devices import DeviceAuth
 from worklens.server.store.rollups import mark_dirty
@@ -52,7 +57,6 @@ from worklens.server.store.schema import (
 HOUR_MS = 3_600_000
 _CACHE_LIMIT = 200_000
 # The bucket types rollups and reports read.
-REPORTED_TYPES = frozenset((FOCUS_TYPE, AFK_TYPE))
 # Presence as ActivityWatch says it, and as WorkLens stores it.
 _AW_ACTIVE, _WL_ACTIVE = "not-afk", "active"
 
@@ -239,7 +243,12 @@ class EventWriter:
             }
         )
         return _Prepared(
-            streams, days, hosts, host_count, beats[-1].data if beats else None, len(beats)
+            streams,
+            days,
+            hosts,
+            host_count,
+            beats[-1].data if beats else None,
+            len(beats),
         )
 
     def _write(

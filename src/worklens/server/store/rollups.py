@@ -5,11 +5,19 @@ ingest transaction). ``refresh`` recomputes those hours from raw events with
 the same pure function reports use for partial hours, so rollups can never
 disagree with the raw data; late, re-sent and merged events are all just
 "this hour changed". Day rows are sums of their hour rows.
+
+Category rows (``DIM_CATEGORY``) are the payload rows of the same period,
+classified by the subject's category rules when written; each carries the
+rules' version, so a report uses only rows made with the rules now in force
+and classifies the payload rows of the others itself. After a change of rules
+``rebuild_categories`` (a background job) rewrites the rows it affected, from
+the payload rows alone: no raw event is read again.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
 import threading
 from collections.abc import Iterable, Sequence
@@ -19,14 +27,17 @@ import msgpack
 from sqlalchemy import Column, Connection, Table, and_, delete, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
+from worklens.categories import Classifier
 from worklens.server.store.buckets import (
     AFK_TYPE,
     FOCUS_TYPE,
+    WEB_TAB_TYPE,
     BucketRef,
     device_buckets,
     load_data,
     spans,
 )
+from worklens.server.store.classifiers import Classifiers
 from worklens.server.store.db import Database
 from worklens.server.store.schema import (
     device_people,
@@ -40,16 +51,81 @@ from worklens.server.store.schema import (
     rollups,
 )
 from worklens.timeline import periods
-from worklens.timeline.intervals import active_spans, flatten, split_by_period, totals
+from worklens.timeline.intervals import (
+    active_spans,
+    clip,
+    flatten,
+    overlay,
+    split_by_period,
+    totals,
+)
 from worklens.timeline.periods import zone
+from worklens.timeline.web import is_browser, tab_of, with_tab
 
 HOUR_S = 3600
 DAY_S = 86400
 RES_HOUR = 0
 RES_DAY = 1
+# One row per subject: the rules version its category rows were last all
+# rebuilt with (see ``rebuild_categories``).
+RES_STATE = 9
 DIM_APP = 0  # keys: rollup_keys ids of app names
-DIM_PAYLOAD = 1  # keys: event_data ids of whole focus payloads
-DIMS = (DIM_APP, DIM_PAYLOAD)
+DIM_PAYLOAD = 1  # keys: payload keys (see ``tab_key``) of whole focus payloads
+DIM_CATEGORY = 2  # keys: rollup_keys ids of category paths (JSON lists); body has a version
+DIMS = (DIM_APP, DIM_PAYLOAD, DIM_CATEGORY)
+# Active time in a browser is valued by the focus payload *and* the tab in
+# front, as one integer: the tab's event_data id above these bits, the focus
+# payload's below. No row is needed for the pair, so reading it stays pure.
+_TAB_SHIFT = 32
+_FOCUS_MASK = (1 << _TAB_SHIFT) - 1
+
+
+def tab_key(focus_id: int, tab_id: int) -> int:
+    """The payload key of a focus payload seen with a browser tab."""
+    if focus_id > _FOCUS_MASK:
+        raise OverflowError("event_data ids beyond 2**32 cannot be paired with a tab")
+    return tab_id << _TAB_SHIFT | focus_id
+
+
+def key_parts(key: int) -> tuple[int, int]:
+    """(focus payload id, tab payload id or 0) of a payload key."""
+    return key & _FOCUS_MASK, key >> _TAB_SHIFT
+
+
+class Payloads(dict[int, dict[str, Any]]):
+    """Payloads by key: event_data ids as loaded, and pairs of a focus payload
+    and a tab (see ``tab_key``) made up from their two parts when asked for."""
+
+    def __missing__(self, key: int) -> dict[str, Any]:
+        focus_id, tab_id = key_parts(key)
+        if not tab_id:
+            raise KeyError(key)
+        value = with_tab(self[focus_id], self[tab_id])
+        self[key] = value
+        return value
+
+
+class Streams(NamedTuple):
+    """One device's raw spans around a window: focus (valued by payload id),
+    afk (valued by status) and browser tabs (valued by payload id)."""
+
+    focus: list[tuple[int, int, int]]
+    afk: list[tuple[int, int, str]]
+    tabs: list[tuple[int, int, int]]
+
+
+def active_of(
+    st: Streams, data: dict[int, dict[str, Any]], start_ms: int, end_ms: int
+) -> list[tuple[int, int, int]]:
+    """Active spans (focus while not afk) within the window, valued by payload
+    key: while a browser is focused, the tab in front is part of the value."""
+    active = active_spans(st.focus, st.afk, start_ms, end_ms)
+    if not st.tabs or not active:
+        return active
+    # Latest start wins among all tabs, private ones included, before dropping
+    # those: a private tab in front hides the tab that was in front before it.
+    layer = [sp for sp in clip(flatten(st.tabs), start_ms, end_ms) if tab_of(data[sp[2]])]
+    return overlay(active, layer, lambda d: is_browser(app_of(data[d])), tab_key)
 
 
 class Kind(NamedTuple):
@@ -79,23 +155,33 @@ def app_of(data: dict[str, Any]) -> str:
     return str(data.get("app", ""))
 
 
-def pack(totals: dict[int, int]) -> bytes:
-    """One period's active ms per key, as the ``body`` of a rollup row."""
+def pack(totals: dict[int, int], version: int | None = None) -> bytes:
+    """One period's active ms per key, as the ``body`` of a rollup row; category
+    rows add the version of the rules that classified them."""
     keys = sorted(totals)
-    return bytes(msgpack.packb([keys, [totals[k] for k in keys]]))
+    body: list[Any] = [keys, [totals[k] for k in keys]]
+    if version is not None:
+        body.append(version)
+    return bytes(msgpack.packb(body))
+
+
+def rules_version(classifier: Classifier) -> int:
+    """What category rows record: the version of what classification depends on."""
+    return int(classifier.version, 16)
 
 
 def add_packed(acc: dict[int, int], body: bytes) -> None:
     """Add a packed body's ms per key into ``acc``."""
-    keys, values = msgpack.unpackb(body)
+    keys, values, *_ = msgpack.unpackb(body)
     get = acc.get
     for k, v in zip(keys, values, strict=True):
         acc[k] = get(k, 0) + v
 
 
 class Rollups:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, classifiers: Classifiers | None = None) -> None:
         self.db = db
+        self.classifiers = classifiers or Classifiers()
         self._lock = threading.Lock()
         self._key_ids: dict[tuple[str, str], int] = {}
         self._data: dict[int, dict[str, Any]] = {}
@@ -220,12 +306,17 @@ class Rollups:
             # under us (such changes re-mark the hours; the next refresh redoes them).
             return 0
         valid = set(hours)
+        classifier = self.rules_of(conn, kind, subject_id)
+        version = rules_version(classifier)
         rows = []
         for (h, dim), sums in computed.hours.items():
             if h in valid:
                 rows.append(
                     (subject_id, RES_HOUR, dim, h, pack(self._ids(conn, dim, sums, new_keys)))
                 )
+                if dim == DIM_PAYLOAD:
+                    cats = self._categorize(conn, classifier, sums, new_keys)
+                    rows.append((subject_id, RES_HOUR, DIM_CATEGORY, h, pack(cats, version)))
         columns = (kind.subject.name, "res", "dim", "period_s", "body")
         _delete_periods(conn, kind, subject_id, RES_HOUR, hours)
         self.db.bulk_insert(conn, table, columns, rows)
@@ -234,24 +325,27 @@ class Rollups:
         day_rows = []
         for d0, d1 in computed.days:
             day_s = d0 // 1000
-            sums_by_dim: dict[int, dict[int, int]] = {dim: {} for dim in DIMS}
+            sums_by_dim: dict[int, dict[int, int]] = {dim: {} for dim in _SUMMED}
             for dim, body in conn.execute(
                 select(table.c.dim, table.c.body).where(
                     kind.subject == subject_id,
                     table.c.res == RES_HOUR,
-                    table.c.dim.in_(DIMS),
+                    table.c.dim.in_(_SUMMED),
                     table.c.period_s >= -(-d0 // (HOUR_S * 1000)) * HOUR_S,
                     table.c.period_s < d1 // (HOUR_S * 1000) * HOUR_S,
                 )
             ):
                 add_packed(sums_by_dim[dim], body)
-            for dim in DIMS:
+            for dim in _SUMMED:
                 edge = computed.edges.get((day_s, dim))
                 if edge:
                     for k, ms in self._ids(conn, dim, edge, new_keys).items():
                         sums_by_dim[dim][k] = sums_by_dim[dim].get(k, 0) + ms
                 if sums_by_dim[dim]:  # a day without activity needs no row
                     day_rows.append((subject_id, RES_DAY, dim, day_s, pack(sums_by_dim[dim])))
+            if sums_by_dim[DIM_PAYLOAD]:
+                cats = self._categorize(conn, classifier, sums_by_dim[DIM_PAYLOAD], new_keys)
+                day_rows.append((subject_id, RES_DAY, DIM_CATEGORY, day_s, pack(cats, version)))
         _delete_periods(conn, kind, subject_id, RES_DAY, [d0 // 1000 for d0, _ in computed.days])
         self.db.bulk_insert(conn, table, columns, day_rows)
         # The gen condition matters on PostgreSQL, where ingest may re-mark an
@@ -316,6 +410,217 @@ class Rollups:
             ):
                 out.append((int(period_s), sum(msgpack.unpackb(body)[1])))
         return out
+
+    def _categorize(
+        self,
+        conn: Connection,
+        classifier: Classifier,
+        payload_sums: dict[int, int],
+        new_keys: dict[tuple[str, str], int],
+    ) -> dict[int, int]:
+        """Payload sums of one period as sums per category key id."""
+        data = self.data(conn, set(payload_sums))
+        by_path: dict[tuple[str, ...], int] = {}
+        for k, ms in payload_sums.items():
+            path = classifier.classify(data[k])
+            by_path[path] = by_path.get(path, 0) + ms
+        return {
+            self._key_id(conn, "category", json.dumps(list(p), ensure_ascii=False), new_keys): ms
+            for p, ms in by_path.items()
+        }
+
+    def rules_of(self, conn: Connection, kind: Kind, subject_id: int) -> Classifier:
+        """The category rules of a subject: its organization's, with the
+        overrides of the team of its person (a device's owner, or the person)."""
+        return self.rules_of_all(conn, kind, subject_id)[subject_id]
+
+    def rules_of_all(
+        self, conn: Connection, kind: Kind, subject_id: int | None = None
+    ) -> dict[int, Classifier]:
+        """:meth:`rules_of` for every subject of a kind (or one), with one query."""
+        if kind is DEVICE:
+            q = select(devices.c.id, devices.c.org_id, people.c.team_id).select_from(
+                devices.outerjoin(
+                    device_people, device_people.c.device_id == devices.c.id
+                ).outerjoin(people, people.c.id == device_people.c.person_id)
+            )
+            if subject_id is not None:
+                q = q.where(devices.c.id == subject_id)
+        else:
+            q = select(people.c.id, people.c.org_id, people.c.team_id)
+            if subject_id is not None:
+                q = q.where(people.c.id == subject_id)
+        teams_by_org: dict[int, dict[int, int | None]] = {}
+        for sid, org_id, team_id in conn.execute(q):
+            teams_by_org.setdefault(int(org_id), {})[int(sid)] = team_id
+        out: dict[int, Classifier] = {}
+        for org_id, team_of in teams_by_org.items():
+            out.update(self.classifiers.for_teams(conn, org_id, team_of))
+        return out
+
+    def category_sums(
+        self,
+        conn: Connection,
+        subject_ids: Sequence[int],
+        res: int,
+        start_s: int,
+        end_s: int,
+        kind: Kind,
+        versions: dict[int, int],
+    ) -> tuple[dict[int, dict[int, int]], dict[int, list[int]]]:
+        """Active ms per category key of each subject over the periods starting
+        in ``[start_s, end_s)``, from the category rows made with the rules
+        version the caller gives for that subject; and, per subject, the periods
+        with activity but no such row, whose payload rows the caller must
+        classify itself (see ``sums_at``)."""
+        table = kind.rollups
+        out: dict[int, dict[int, int]] = {}
+        good: set[tuple[int, int]] = set()
+        stale: dict[int, list[int]] = {}
+        for chunk in _chunks(sorted(subject_ids), 500):
+            in_range = (
+                kind.subject.in_(chunk),
+                table.c.res == res,
+                table.c.period_s >= start_s,
+                table.c.period_s < end_s,
+            )
+            for subject_id, period_s, body in conn.execute(
+                select(kind.subject, table.c.period_s, table.c.body).where(
+                    *in_range, table.c.dim == DIM_CATEGORY
+                )
+            ):
+                keys, values, version = msgpack.unpackb(body)
+                if version != versions[subject_id]:
+                    continue
+                good.add((subject_id, period_s))
+                acc = out.setdefault(subject_id, {})
+                for k, v in zip(keys, values, strict=True):
+                    acc[k] = acc.get(k, 0) + v
+            for subject_id, period_s in conn.execute(
+                select(kind.subject, table.c.period_s).where(*in_range, table.c.dim == DIM_PAYLOAD)
+            ):
+                if (subject_id, period_s) not in good:
+                    stale.setdefault(subject_id, []).append(period_s)
+        return out, stale
+
+    def sums_at(
+        self, conn: Connection, kind: Kind, subject_id: int, res: int, dim: int, at: Sequence[int]
+    ) -> dict[int, int]:
+        """Active ms per key of one subject over the given periods of a resolution."""
+        table = kind.rollups
+        out: dict[int, int] = {}
+        for chunk in _chunks(sorted(at), 500):
+            for (body,) in conn.execute(
+                select(table.c.body).where(
+                    kind.subject == subject_id,
+                    table.c.res == res,
+                    table.c.dim == dim,
+                    table.c.period_s.in_(chunk),
+                )
+            ):
+                add_packed(out, body)
+        return out
+
+    def rebuild_categories(self, batch: int = 400) -> int:
+        """Rewrite the category rows of every subject whose rules changed since
+        they were written (or that never had any), from its payload rows; returns
+        how many rows were written. Each batch of periods is read and written in
+        one write transaction under the subject's lock, so a refresh storing new
+        payload rows meanwhile is never overwritten with older ones."""
+        written = 0
+        for kind in (DEVICE, PERSON):
+            table = kind.rollups
+            with self.db.read() as conn:
+                built = {
+                    int(sid): msgpack.unpackb(body)
+                    for sid, body in conn.execute(
+                        select(kind.subject, table.c.body).where(table.c.res == RES_STATE)
+                    )
+                }
+                wanted = {sid: rules_version(c) for sid, c in self.rules_of_all(conn, kind).items()}
+            for sid, version in sorted(wanted.items()):
+                if built.get(sid) != version:
+                    written += self._rebuild_subject(kind, sid, version, batch)
+        return written
+
+    def _rebuild_subject(self, kind: Kind, subject_id: int, version: int, batch: int) -> int:
+        table = kind.rollups
+        with self.db.read() as conn:
+            # Only the periods whose category row is missing or of other rules:
+            # after a refresh most rows are already of the rules in force.
+            done = {
+                (res, period_s)
+                for res, period_s, body in conn.execute(
+                    select(table.c.res, table.c.period_s, table.c.body).where(
+                        kind.subject == subject_id,
+                        table.c.res.in_((RES_HOUR, RES_DAY)),
+                        table.c.dim == DIM_CATEGORY,
+                    )
+                )
+                if msgpack.unpackb(body)[2] == version
+            }
+            periods = [
+                (res, period_s)
+                for res, period_s in conn.execute(
+                    select(table.c.res, table.c.period_s)
+                    .where(
+                        kind.subject == subject_id,
+                        table.c.res.in_((RES_HOUR, RES_DAY)),
+                        table.c.dim == DIM_PAYLOAD,
+                    )
+                    .order_by(table.c.res, table.c.period_s)
+                )
+                if (res, period_s) not in done
+            ]
+        written = 0
+        columns = (kind.subject.name, "res", "dim", "period_s", "body")
+        for chunk in _chunks(periods, batch):
+            new_keys: dict[tuple[str, str], int] = {}
+            with self.db.write() as conn:
+                _lock_subject(conn, kind, subject_id)
+                classifier = self.rules_of(conn, kind, subject_id)
+                if rules_version(classifier) != version:
+                    return written  # the rules changed again: the next round redoes it
+                rows = []
+                for res, group in itertools.groupby(chunk, key=lambda r: r[0]):
+                    at = [p for _, p in group]
+                    for period_s, body in conn.execute(
+                        select(table.c.period_s, table.c.body).where(
+                            kind.subject == subject_id,
+                            table.c.res == res,
+                            table.c.dim == DIM_PAYLOAD,
+                            table.c.period_s.in_(at),
+                        )
+                    ):
+                        sums: dict[int, int] = {}
+                        add_packed(sums, body)
+                        cats = self._categorize(conn, classifier, sums, new_keys)
+                        rows.append((subject_id, res, DIM_CATEGORY, period_s, pack(cats, version)))
+                    conn.execute(
+                        delete(table).where(
+                            kind.subject == subject_id,
+                            table.c.res == res,
+                            table.c.dim == DIM_CATEGORY,
+                            table.c.period_s.in_(at),
+                        )
+                    )
+                self.db.bulk_insert(conn, table, columns, rows)
+                written += len(rows)
+            with self._lock:
+                self._key_ids.update(new_keys)
+        with self.db.write() as conn:
+            _lock_subject(conn, kind, subject_id)
+            if rules_version(self.rules_of(conn, kind, subject_id)) == version:
+                conn.execute(
+                    delete(table).where(kind.subject == subject_id, table.c.res == RES_STATE)
+                )
+                self.db.bulk_insert(
+                    conn,
+                    table,
+                    columns,
+                    [(subject_id, RES_STATE, DIM_CATEGORY, 0, msgpack.packb(version))],
+                )
+        return written
 
     def _ids(
         self, conn: Connection, dim: int, sums: dict[Any, int], new_keys: dict[tuple[str, str], int]
@@ -382,7 +687,7 @@ class Rollups:
 
     def active(
         self, conn: Connection, refs: list[BucketRef], start_ms: int, end_ms: int
-    ) -> tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]:
+    ) -> tuple[list[tuple[int, int, int]], Payloads]:
         """Active spans (focus while not afk) of one device's buckets within the
         window, valued by focus payload id, and those payloads. Rollups and the
         partial hours of reports both come from here, so they cannot disagree."""
@@ -395,52 +700,45 @@ class Rollups:
         refs: dict[int, list[BucketRef]],
         start_ms: int,
         end_ms: int,
-    ) -> dict[int, tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]]:
+    ) -> dict[int, tuple[list[tuple[int, int, int]], Payloads]]:
         """:meth:`active` for many devices with one read of their events."""
         streams, data = self.streams(conn, refs, start_ms, end_ms)
         return {
-            device: (active_spans(focus, afk, start_ms, end_ms), data)
-            for device, (focus, afk) in streams.items()
+            device: (active_of(st, data, start_ms, end_ms), data) for device, st in streams.items()
         }
 
     def streams(
         self, conn: Connection, refs: dict[int, list[BucketRef]], start_ms: int, end_ms: int
-    ) -> tuple[
-        dict[int, tuple[list[tuple[int, int, int]], list[tuple[int, int, str]]]],
-        dict[int, dict[str, Any]],
-    ]:
-        """Each device's raw focus spans (valued by payload id) and afk spans
-        (valued by status) around the window, with one read; and the payloads."""
+    ) -> tuple[dict[int, Streams], Payloads]:
+        """Each device's raw streams around the window, with one read; and the payloads."""
         by_bucket = spans(conn, [r for rs in refs.values() for r in rs], start_ms, end_ms)
         data = self.data(conn, {d for ss in by_bucket.values() for *_, d in ss})
         out = {}
         for device, device_refs in refs.items():
-            focus = [sp for r in device_refs if r.type == FOCUS_TYPE for sp in by_bucket[r.id]]
-            afk = [
-                (s, e, str(data[d].get("status")))
-                for r in device_refs
-                if r.type == AFK_TYPE
-                for s, e, d in by_bucket[r.id]
-            ]
-            out[device] = (focus, afk)
+
+            def of(btype: str, device_refs: list[BucketRef] = device_refs) -> list[Any]:
+                return [sp for r in device_refs if r.type == btype for sp in by_bucket[r.id]]
+
+            afk = [(s, e, str(data[d].get("status"))) for s, e, d in of(AFK_TYPE)]
+            out[device] = Streams(of(FOCUS_TYPE), afk, of(WEB_TAB_TYPE))
         return out, data
 
     def merged(
         self, conn: Connection, refs: dict[int, list[BucketRef]], start_ms: int, end_ms: int
-    ) -> tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]:
+    ) -> tuple[list[tuple[int, int, int]], Payloads]:
         """Active spans of one subject: one device's, or a person's devices merged.
         Where two devices were active at once the time counts once, for the
         activity that started most recently ("latest start wins", as within one
         stream)."""
         streams, data = self.streams(conn, refs, start_ms, end_ms)
-        per_device = [active_spans(f, a, start_ms, end_ms) for f, a in streams.values()]
+        per_device = [active_of(st, data, start_ms, end_ms) for st in streams.values()]
         if len(per_device) == 1:
             return per_device[0], data
         return flatten(sp for spans_ in per_device for sp in spans_), data
 
     def active_by_subject(
         self, conn: Connection, kind: Kind, subject_ids: Sequence[int], start_ms: int, end_ms: int
-    ) -> dict[int, tuple[list[tuple[int, int, int]], dict[int, dict[str, Any]]]]:
+    ) -> dict[int, tuple[list[tuple[int, int, int]], Payloads]]:
         """:meth:`merged` for several subjects."""
         out = {}
         for subject_id in subject_ids:
@@ -449,13 +747,23 @@ class Rollups:
                 out[subject_id] = self.merged(conn, refs, start_ms, end_ms)
         return out
 
-    def data(self, conn: Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
-        """Payloads by id, through a bounded cache shared by reports and refreshes."""
+    def data(self, conn: Connection, keys: set[int]) -> Payloads:
+        """Payloads by key (see ``tab_key``), through a bounded cache shared by
+        reports and refreshes."""
+        ids = {part for k in keys for part in key_parts(k) if part}
         with self._lock:
             if len(self._data) > 200_000:
                 self._data.clear()
             load_data(conn, ids, self._data)
-            return {i: self._data[i] for i in ids}
+            out = Payloads((i, self._data[i]) for i in ids)
+        for k in keys:
+            _ = out[k]  # pairs are made here, so that a missing part fails now
+        return out
+
+
+# The dimensions whose day rows are sums of hour rows (category rows are
+# classified from the payload rows instead).
+_SUMMED = (DIM_APP, DIM_PAYLOAD)
 
 
 class _Computed(NamedTuple):
@@ -536,13 +844,17 @@ def mark_dirty(db: Database, conn: Connection, device_id: int, hours: Iterable[i
 
 
 def mark_person_hours_of(conn: Connection, person_id: int, device_id: int) -> int:
-    """A person gained or lost a device: mark the hours that device has data in."""
-    hours = conn.execute(
+    """A person gained or lost a device: mark the hours that device has data in,
+    rolled up or still waiting to be (its own marks)."""
+    rolled = conn.execute(
         select(rollups.c.period_s).where(
             rollups.c.device_id == device_id, rollups.c.res == RES_HOUR, rollups.c.dim == DIM_APP
         )
     ).scalars()
-    hour_list = sorted(int(h) for h in hours)
+    waiting = conn.execute(
+        select(rollup_dirty.c.hour_s).where(rollup_dirty.c.device_id == device_id)
+    ).scalars()
+    hour_list = sorted({int(h) for h in rolled} | {int(h) for h in waiting})
     _mark(conn, PERSON, person_id, hour_list)
     return len(hour_list)
 
