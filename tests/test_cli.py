@@ -16,9 +16,11 @@ from worklens.server.store.devices import authenticate, enroll
 from worklens.server.store.ingest import EventWriter
 
 
-def wl(*args: str, db: str | None = None) -> subprocess.CompletedProcess[str]:
+def wl(
+    *args: str, db: str | None = None, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "worklens", *args]
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **(env_extra or {})}
     if db:
         env["WORKLENS_DATABASE_URL"] = db
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
@@ -90,6 +92,21 @@ def test_org_token_report_round_trip(tmp_path: Path) -> None:
     assert r.returncode == 2 and "start must be before end" in r.stderr
     r = wl("report", "time", "--group-by", "colour", "--start", end, "--end", end, db=db)
     assert r.returncode == 2 and "colour" in r.stderr
+    week = (t0 + timedelta(days=7, hours=1)).isoformat()
+    for what in ("time", "heatmap"):
+        r = wl(
+            "report",
+            what,
+            "--start",
+            t0.isoformat(),
+            "--end",
+            week,
+            db=db,
+            env_extra={"WORKLENS_MAX_REPORT_DAYS": "7"},
+        )
+        assert r.returncode == 2 and "maximum of 7 days" in r.stderr, what
+    r = wl("report", "time", "--group-by", "domain", "--start", t0.isoformat(), "--end", end, db=db)
+    assert r.returncode == 0 and "no browser time with a known tab" in r.stdout
 
 
 def test_db_upgrade_and_help(tmp_path: Path) -> None:
@@ -254,3 +271,148 @@ def test_report_formats_series_heatmap_and_timeline(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--device" in r.stderr
     r = wl("report", "time", "--person", "5", *span, db=db)
     assert r.returncode == 2 and "no person 5" in r.stderr
+
+
+def wl_typed(*args: str, db: str, typed: str) -> subprocess.CompletedProcess[str]:
+    """`worklens` with ``typed`` on stdin and no terminal (a new session has no
+    controlling tty), so password prompts read stdin as they would a pipe."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "WORKLENS_DATABASE_URL": db}
+    return subprocess.run(
+        [sys.executable, "-m", "worklens", *args],
+        input=typed,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        start_new_session=True,
+    )
+
+
+def test_user_create_list_password_and_disable(tmp_path: Path) -> None:
+    from worklens.server.store import audit, users
+
+    db = f"sqlite:///{tmp_path / 'wl.db'}"
+    assert wl("org", "create", "acme", db=db).returncode == 0
+    assert wl("team", "create", "Red", db=db).returncode == 0
+    assert wl("person", "create", "Ada", "--team", "Red", db=db).returncode == 0
+    password = "correct horse battery\n"
+    r = wl_typed(
+        "user",
+        "create",
+        "Boss@Acme.example",
+        "--org",
+        "acme",
+        "--role",
+        "admin",
+        "--name",
+        "The Boss",
+        "--password-stdin",
+        db=db,
+        typed=password,
+    )
+    assert r.returncode == 0 and "user 'boss@acme.example' created" in r.stdout, r.stderr
+    # Typed twice at the prompt.
+    r = wl_typed(
+        "user",
+        "create",
+        "lead@acme.example",
+        "--role",
+        "manager",
+        "--team",
+        "Red",
+        db=db,
+        typed=password * 2,
+    )
+    assert r.returncode == 0, r.stderr
+    r = wl_typed(
+        "user",
+        "create",
+        "ada@acme.example",
+        "--role",
+        "self",
+        "--person",
+        "1",
+        "--password-stdin",
+        db=db,
+        typed=password,
+    )
+    assert r.returncode == 0, r.stderr
+    database = Database(db)
+    try:
+        with database.write() as conn:
+            found = users.authenticate_password(conn, "boss@acme.example", password.strip())
+            assert found is not None and found.role == "admin" and found.name == "The Boss"
+            lead = users.user_by_login(conn, found.org_id, "lead@acme.example")
+            assert lead.role == "manager" and len(lead.team_ids) == 1
+    finally:
+        database.dispose()
+    r = wl("user", "list", db=db)
+    assert (
+        "boss@acme.example  admin" in r.stdout
+        and "lead@acme.example  manager teams [1]" in r.stdout
+    )
+    assert "ada@acme.example  self person 1" in r.stdout
+    r = wl("user", "list", "--json", db=db)
+    assert [u["email"] for u in json.loads(r.stdout)] == [
+        "ada@acme.example",
+        "boss@acme.example",
+        "lead@acme.example",
+    ]
+
+    # Errors name the bad value and change nothing (exit 2).
+    def create(*extra: str, typed: str = password) -> subprocess.CompletedProcess[str]:
+        return wl_typed("user", "create", "new@acme.example", *extra, db=db, typed=typed)
+
+    r = create("--role", "boss", "--password-stdin")
+    assert r.returncode == 2 and "'boss' is not one of" in r.stderr
+    r = create("--role", "admin", "--org", "nope", "--password-stdin")
+    assert r.returncode == 2 and "no organization named 'nope'" in r.stderr
+    r = create("--role", "admin", typed="correct horse battery\ncorrect horse batterY\n")
+    assert r.returncode == 2 and "do not match" in r.stderr
+    r = create("--role", "admin", "--password-stdin", typed="short\n")
+    assert r.returncode == 2 and "at least 10 characters" in r.stderr
+    r = create("--role", "manager", "--team", "Blue", "--password-stdin")
+    assert r.returncode == 2 and "no team 'Blue'" in r.stderr
+    r = create("--role", "self", "--password-stdin")
+    assert r.returncode == 2 and "--person" in r.stderr
+    r = wl_typed(
+        "user",
+        "create",
+        "boss@acme.example",
+        "--role",
+        "viewer",
+        "--password-stdin",
+        db=db,
+        typed=password,
+    )
+    assert r.returncode == 1 and "already exists" in r.stderr
+    assert "new@acme.example" not in wl("user", "list", db=db).stdout
+
+    r = wl_typed(
+        "user",
+        "set-password",
+        "boss@acme.example",
+        "--password-stdin",
+        db=db,
+        typed="another good password\n",
+    )
+    assert r.returncode == 0, r.stderr
+    r = wl_typed(
+        "user", "set-password", "ghost@acme.example", "--password-stdin", db=db, typed=password
+    )
+    assert r.returncode == 2 and "ghost@acme.example" in r.stderr
+    assert wl("user", "disable", "lead@acme.example", db=db).returncode == 0
+    assert "lead@acme.example  manager teams [1] (disabled)" in wl("user", "list", db=db).stdout
+    database = Database(db)
+    try:
+        with database.write() as conn:
+            assert users.authenticate_password(conn, "boss@acme.example", password.strip()) is None
+            assert users.authenticate_password(conn, "boss@acme.example", "another good password")
+            assert users.authenticate_password(conn, "lead@acme.example", password.strip()) is None
+            org_id = orgs.get_org(conn, "acme").id
+            actions = [e["action"] for e in audit.page(conn, org_id)]
+            assert actions[:2] == ["user.update", "user.password"]
+            assert actions.count("user.create") == 3 and "person.create" in actions
+            assert audit.page(conn, org_id)[0]["actor_kind"] == "cli"
+    finally:
+        database.dispose()

@@ -67,6 +67,20 @@ def _org_id(database: Any, org_name: str | None) -> int:
     return int(ids[0])
 
 
+def _audit(conn: Any, org_id: int, action: str, target: str, details: Any = None) -> None:
+    """Log an admin action done on the command line (actor: the OS user)."""
+    import getpass
+
+    from worklens.server.access import Actor
+    from worklens.server.store import audit
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        who = str(os.getuid()) if hasattr(os, "getuid") else "?"
+    audit.record(conn, org_id, Actor("cli", None, f"cli:{who}"), action, target, details)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="worklens")
 def main() -> None:
@@ -217,18 +231,25 @@ def token() -> None:
 @token.command("create")
 @click.option("--org", "org_name", required=True, help="Organization name.")
 @click.option(
-    "--role", type=click.Choice(["admin", "manager", "viewer"]), default="admin", show_default=True
+    "--role",
+    type=click.Choice(["admin", "viewer"]),
+    default="admin",
+    show_default=True,
+    help="admin: everything; viewer: reads the whole organization.",
 )
 @click.option("--name", default="", help="A label to recognise the token by.")
 @click.option("--db", default=None, help=DB_HELP)
 def token_create(org_name: str, role: str, name: str, db: str | None) -> None:
-    """Create an API token and print it (shown once)."""
+    """Create an API token for scripts and print it (shown once). People log in
+    to the dashboard as users instead (`worklens user create`)."""
     from worklens.server.store import orgs
 
     database = _database(db)
     try:
         with database.write() as conn:
-            tok = orgs.create_token(conn, orgs.get_org(conn, org_name), role, _now_ms(), name)
+            org_ref = orgs.get_org(conn, org_name)
+            tok = orgs.create_token(conn, org_ref, role, _now_ms(), name)
+            _audit(conn, org_ref.id, "token.create", f"token {name!r}", {"role": role})
     except orgs.UnknownOrg as exc:
         raise click.BadParameter(str(exc), param_hint="--org") from None
     click.echo(f"{role} token for {org_name!r} (store it now; it is not shown again):", err=True)
@@ -251,6 +272,8 @@ def org_set_timezone(zone_name: str, org_name: str | None, db: str | None) -> No
     try:
         with database.write() as conn:
             changed = orgs.set_timezone(conn, org_id, zone_name, Rollups(database))
+            if changed:
+                _audit(conn, org_id, "org.timezone", "organization", {"to": zone_name})
     except UnknownTimeZone as exc:
         raise click.BadParameter(str(exc), param_hint="ZONE") from None
     click.echo(f"time zone {'set to' if changed else 'already'} {zone_name}")
@@ -306,10 +329,12 @@ def categories_set(file: Any, team: str | None, org_name: str | None, db: str | 
         with database.write() as conn:
             if team is None:
                 rules = category_rules.set_org_rules(conn, org_id, data, _now_ms())
+                _audit(conn, org_id, "categories.set", "organization", {"version": rules.version})
                 click.echo(f"{len(rules)} categories saved (version {rules.version[:12]})")
             else:
                 team_id = people_store.team_id_by_name(conn, org_id, team)
                 category_rules.set_team_overrides(conn, org_id, team_id, data)
+                _audit(conn, org_id, "categories.set_team", f"team {team_id}")
                 click.echo(f"overrides of team {team!r} saved")
     except RuleError as exc:
         raise click.BadParameter(str(exc), param_hint="FILE") from None
@@ -337,6 +362,7 @@ def team_create(name: str, org_name: str | None, db: str | None) -> None:
     try:
         with database.write() as conn:
             team_id = people_store.create_team(conn, org_id, name.strip(), _now_ms())
+            _audit(conn, org_id, "team.create", f"team {team_id}", {"name": name.strip()})
     except people_store.Exists as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"team {name!r} created (id {team_id})")
@@ -369,6 +395,8 @@ def person_create(
             person_id = people_store.create_person(
                 conn, org_id, name.strip(), _now_ms(), team_id, email
             )
+            details = {"name": name.strip(), "team_id": team_id}
+            _audit(conn, org_id, "person.create", f"person {person_id}", details)
     except people_store.NotFound as exc:
         raise click.BadParameter(str(exc), param_hint="--team") from None
     except people_store.Exists as exc:
@@ -390,9 +418,178 @@ def person_assign(person_id: int, device_id: int, org_name: str | None, db: str 
     try:
         with database.write() as conn:
             people_store.assign_device(conn, org_id, device_id, person_id)
+            _audit(conn, org_id, "device.assign", f"device {device_id}", {"person_id": person_id})
     except people_store.NotFound as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"device {device_id} is used by person {person_id}")
+
+
+# --- dashboard users ------------------------------------------------------------
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: one line of stdin, or typed twice at a prompt."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.BadParameter("stdin held no password", param_hint="--password-stdin")
+        return password
+    first = click.prompt("Password", hide_input=True, show_default=False)
+    second = click.prompt("Repeat password", hide_input=True, show_default=False)
+    if first != second:
+        raise click.UsageError("the two passwords do not match; nothing was changed")
+    return str(first)
+
+
+def _user_or_fail(conn: Any, org_id: int, login: str) -> Any:
+    from worklens.server.store import users
+
+    try:
+        return users.user_by_login(conn, org_id, login)
+    except (users.UnknownUser, users.UserError) as exc:
+        raise click.BadParameter(str(exc), param_hint="LOGIN") from None
+
+
+PASSWORD_STDIN = click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+
+
+@main.group()
+def user() -> None:
+    """Dashboard users: people who log in (admin, manager, viewer, self)."""
+
+
+@user.command("create")
+@click.argument("login", metavar="EMAIL")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "manager", "viewer", "self"]),
+    required=True,
+    help="admin: everything; manager: their teams (--team); viewer: reads everything;"
+    " self: one person's own data (--person).",
+)
+@click.option("--name", default="", help="Display name.")
+@click.option("--person", "person_id", type=int, default=None, help="Role self: the person id.")
+@click.option("--team", "team_names", multiple=True, help="Role manager: a team (repeatable).")
+@PASSWORD_STDIN
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def user_create(
+    login: str,
+    role: str,
+    name: str,
+    person_id: int | None,
+    team_names: tuple[str, ...],
+    password_stdin: bool,
+    org_name: str | None,
+    db: str | None,
+) -> None:
+    """Create a user who logs in to the dashboard with EMAIL (any login name
+    works) and a password, typed twice or read from stdin."""
+    from worklens.server.store import people as people_store
+    from worklens.server.store import users
+
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    with database.read() as conn:
+        try:
+            team_ids = [people_store.team_id_by_name(conn, org_id, t) for t in team_names]
+        except people_store.NotFound as exc:
+            raise click.BadParameter(str(exc), param_hint="--team") from None
+    password = _read_password(password_stdin)
+    hints = {"email": "EMAIL", "person_id": "--person", "team_ids": "--team", "role": "--role"}
+    try:
+        with database.write() as conn:
+            created = users.create_user(
+                conn,
+                org_id,
+                login,
+                password,
+                role,
+                _now_ms(),
+                name=name,
+                person_id=person_id,
+                team_ids=team_ids,
+            )
+            details = {"email": created.email, "role": role, "person_id": person_id}
+            _audit(conn, org_id, "user.create", f"user {created.id}", details)
+    except users.UserExists as exc:
+        raise click.ClickException(str(exc)) from None
+    except users.UserError as exc:
+        raise click.BadParameter(str(exc), param_hint=hints.get(exc.field, exc.field)) from None
+    click.echo(f"user {created.email!r} created (id {created.id}, role {role})")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def user_list(as_json: bool, org_name: str | None, db: str | None) -> None:
+    """List the organization's users."""
+    from worklens.server.store import users
+
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    with database.read() as conn:
+        found = users.list_users(conn, org_id)
+    if as_json:
+        click.echo(json.dumps([u.public() for u in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no users yet: worklens user create EMAIL --role admin")
+    for u in found:
+        scope = (
+            f" person {u.person_id}"
+            if u.role == "self"
+            else (f" teams {sorted(u.team_ids)}" if u.role == "manager" else "")
+        )
+        state = " (disabled)" if u.disabled_ms is not None else ""
+        click.echo(f"{u.id:>4}  {u.email}  {u.role}{scope}{state}  {u.name}")
+
+
+@user.command("set-password")
+@click.argument("login", metavar="EMAIL")
+@PASSWORD_STDIN
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def user_set_password(
+    login: str, password_stdin: bool, org_name: str | None, db: str | None
+) -> None:
+    """Set a user's password; their sessions end."""
+    from worklens.server.store import users
+
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    with database.read() as conn:
+        found = _user_or_fail(conn, org_id, login)
+    password = _read_password(password_stdin)
+    try:
+        with database.write() as conn:
+            users.set_password(conn, org_id, found.id, password)
+            _audit(conn, org_id, "user.password", f"user {found.id}")
+    except users.UserError as exc:
+        raise click.BadParameter(str(exc), param_hint="password") from None
+    click.echo(f"password of {found.email!r} changed; their sessions ended")
+
+
+@user.command("disable")
+@click.argument("login", metavar="EMAIL")
+@click.option("--enable", is_flag=True, help="Enable the user again instead.")
+@click.option("--org", "org_name", default=None, help="Organization (default: the only one).")
+@click.option("--db", default=None, help=DB_HELP)
+def user_disable(login: str, enable: bool, org_name: str | None, db: str | None) -> None:
+    """Disable a user (they cannot log in; their sessions end), or --enable them."""
+    from worklens.server.store import users
+
+    database = _database(db)
+    org_id = _org_id(database, org_name)
+    with database.write() as conn:
+        found = _user_or_fail(conn, org_id, login)
+        _, changes = users.update_user(conn, org_id, found.id, _now_ms(), disabled=not enable)
+        if changes:
+            _audit(conn, org_id, "user.update", f"user {found.id}", changes)
+    click.echo(f"user {found.email!r} {'enabled' if enable else 'disabled'}")
 
 
 # --- reports --------------------------------------------------------------------
@@ -439,6 +636,13 @@ def _run_report(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise click.BadParameter(str(exc)) from None
 
 
+def _max_report_days() -> int:
+    """The server's bound on report ranges (WORKLENS_MAX_REPORT_DAYS), applied here too."""
+    from worklens.server.settings import ServerSettings
+
+    return ServerSettings().max_report_days
+
+
 def _print_csv(header: list[str], rows: list[list[Any]]) -> None:
     from worklens.server.analytics.csvout import write_csv
 
@@ -450,7 +654,7 @@ def _duration(seconds: float) -> str:
     return f"{h:>4}h {rem // 60:02d}m {rem % 60:02d}s"
 
 
-GROUPS = ["app", "title", "category", "productivity", "person", "device"]
+GROUPS = ["app", "title", "url", "domain", "category", "productivity", "person", "device"]
 
 
 @report.command("time")
@@ -478,8 +682,8 @@ def report_time(
     as_csv: bool,
     db: str | None,
 ) -> None:
-    """Active time (focus while not afk) per app, title, category, productivity
-    class, person or device. Categories follow the organization's current
+    """Active time (focus while not afk) per app, title, URL, domain, category,
+    productivity class, person or device. Categories follow the organization's current
     rules; a person's devices are merged (time two were active at once counts once)."""
     from worklens.server.analytics.time_report import time_series
     from worklens.server.store.rollups import Rollups
@@ -500,6 +704,7 @@ def report_time(
         team_id=team,
         interval=interval,
         depth=depth,
+        max_days=_max_report_days(),
     )
 
     def when(ms: int) -> str:
@@ -533,6 +738,12 @@ def report_time(
     for a, rows in series:
         if interval != "none":
             click.echo(f"== {when(a)}")
+        if not rows and group_by in ("url", "domain"):
+            click.echo(
+                "no browser time with a known tab in this range (tabs come from the"
+                " browser extension or ActivityWatch's web watcher)"
+            )
+            continue
         if not rows:
             click.echo("no active time in this range")
             continue
@@ -570,6 +781,7 @@ def report_heatmap(
         device,
         person_id=person,
         team_id=team,
+        max_days=_max_report_days(),
     )
     days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     if as_csv:
@@ -695,12 +907,18 @@ def agent(config_file: Path | None, server_url: str | None, **flags: Any) -> Non
 )
 @click.option("--no-agent", is_flag=True, help="Run only the server.")
 def up(port: int, data_dir: Path | None, no_agent: bool) -> None:
-    """Server on SQLite plus a local agent: the quickest way to see WorkLens work."""
+    """Server on SQLite plus a local agent: the quickest way to see WorkLens work.
+
+    The first start creates the dashboard user `admin` with a generated
+    password, printed once (not stored anywhere in clear)."""
+    import secrets
+
     import uvicorn
 
     from worklens.server.app import create_app
     from worklens.server.settings import ServerSettings, default_data_dir
     from worklens.server.store import orgs
+    from worklens.server.store import users as users_store
 
     data = data_dir or default_data_dir()
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -722,6 +940,14 @@ def up(port: int, data_dir: Path | None, no_agent: bool) -> None:
             )
         if not local.get("enroll_secret"):
             local["enroll_secret"] = orgs.rotate_enroll_secret(conn, org_ref)
+        # A first admin for the dashboard; its password goes to the terminal only.
+        first_password = None
+        if not users_store.list_users(conn, org_ref.id):
+            first_password = secrets.token_urlsafe(15)
+            admin = users_store.create_user(
+                conn, org_ref.id, "admin", first_password, "admin", _now_ms(), name="Administrator"
+            )
+            _audit(conn, org_ref.id, "user.create", f"user {admin.id}", {"email": "admin"})
     # The embedded set-up keeps its own secrets beside its database, readable by this user only.
     fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -746,7 +972,12 @@ def up(port: int, data_dir: Path | None, no_agent: bool) -> None:
             env=env,
         )
     click.echo(f"WorkLens {__version__} — dashboard: {base}/")
-    click.echo(f"log in with the admin token: {local['admin_token']}")
+    if first_password:
+        click.echo(f"log in as: admin  password: {first_password}  (shown only this once)")
+    else:
+        click.echo("log in with your dashboard user (first start: admin)")
+    click.echo(f"forgot it? worklens user set-password admin --db {url}")
+    click.echo(f"scripts call the API with the admin token: {local['admin_token']}")
     secret = local["enroll_secret"]
     click.echo(f"enroll more agents with: worklens agent --server {base} --enroll-secret {secret}")
     try:

@@ -59,18 +59,26 @@ def test_up_runs_server_and_agent_and_prints_a_working_login(
         text = out.read_text()
         assert f"dashboard: {base}/" in text
         assert devices and devices[0]["online"] is True, text
-        token = re.search(r"admin token: (wla_\S+)", text)
-        assert token is not None
+        # The first start created the dashboard user "admin" and printed its password once.
+        password = re.search(r"log in as: admin  password: (\S+)", text)
+        assert password is not None, text
         with httpx.Client(base_url=base) as web:
             assert web.get("/").status_code == 303  # not logged in: to the login page
-            bad = web.post("/login", data={"token": "wla_wrong"})
-            assert bad.status_code == 401 and "invalid" in bad.text
-            r = web.post("/login", data={"token": token[1]})
+            form = web.get("/login")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert csrf is not None
+            login = {"email": "admin", "csrf_token": csrf[1]}
+            bad = web.post("/login", data={**login, "password": "wrong password"})
+            assert bad.status_code == 401 and "Wrong login or password" in bad.text
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', bad.text)
+            assert csrf is not None
+            r = web.post("/login", data={**login, "csrf_token": csrf[1], "password": password[1]})
             assert r.status_code == 303
-            cookie = r.headers["set-cookie"].lower()
-            assert "httponly" in cookie and "samesite=strict" in cookie
+            cookie = next(c for c in r.headers.get_list("set-cookie") if "wl_session" in c)
+            assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
             page = web.get("/")
             assert page.status_code == 200 and str(devices[0]["hostname"]) in page.text
+        assert password[1] not in (tmp_path / "data" / "local-secrets.json").read_text()
         # The data directory's secrets are private.
         assert (tmp_path / "data" / "local-secrets.json").stat().st_mode & 0o777 == 0o600
         assert (tmp_path / "data" / "worklens.db").stat().st_mode & 0o777 == 0o600

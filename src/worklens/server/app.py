@@ -25,11 +25,12 @@ from worklens.server.api import (
     org,
     people,
     reports,
+    users,
 )
 from worklens.server.services import Services
 from worklens.server.settings import ServerSettings
 from worklens.server.store import compaction, migrate
-from worklens.server.web import pages
+from worklens.server.web import pages, staticfiles
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,11 @@ def _refresh_if_first(services: Services) -> None:
     with services.db.exclusive("rollup-refresh") as got:
         if got:
             services.rollups.refresh()
+            # After a change of category rules: rewrite the category rows it
+            # affected (reports stay right meanwhile, only slower).
+            rows = services.rollups.rebuild_categories()
+            if rows:
+                log.info("rebuilt %d category rollup rows for new rules", rows)
 
 
 async def _refresh_rollups(services: Services) -> None:
@@ -124,10 +130,12 @@ def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = Tru
         org,
         people,
         categories,
+        users,
         aw,
         pages,
     ):
         app.include_router(module.router)
+    staticfiles.mount_static(app)  # /static; warns when vendor assets are not fetched
     return app
 
 

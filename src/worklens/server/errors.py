@@ -1,12 +1,14 @@
-"""Every error answer is JSON: {"error": "...", "detail": ...}."""
+"""Every error answer of the API is JSON: {"error": "...", "detail": ...}; the
+dashboard's pages (paths outside /api/) get the same message as a small HTML page."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,9 +50,27 @@ def _body(error: str, detail: Any = None) -> dict[str, Any]:
     return ErrorBody(error=error, detail=detail).model_dump(mode="json")
 
 
+def _is_page(request: Request) -> bool:
+    """A dashboard page or form (not the API, not the agent's endpoints)."""
+    path = request.url.path
+    return not path.startswith("/api/")
+
+
+def error_page(message: str, status: int, headers: dict[str, str] | None = None) -> HTMLResponse:
+    """A minimal page for an error on a dashboard form; the message is escaped."""
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Error {status} · WorkLens</title></head><body><h1>WorkLens</h1>"
+        f'<p class="error">{html.escape(message)}</p><p><a href="/">Back</a></p></body></html>'
+    )
+    return HTMLResponse(body, status, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api(request: Request, exc: ApiError) -> Response:
+        if _is_page(request):
+            return error_page(exc.error, exc.status, exc.headers)
         return JSONResponse(_body(exc.error, exc.detail), exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -9,12 +9,22 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from worklens.server.access import Access
 from worklens.server.analytics.time_report import ReportError, resolve_scope
 from worklens.server.store.buckets import buckets_of
 from worklens.server.store.db import Database
-from worklens.server.store.rollups import DAY_S, DEVICE, DIM_APP, PERSON, Kind, Rollups, app_of
+from worklens.server.store.rollups import (
+    DAY_S,
+    DEVICE,
+    DIM_APP,
+    PERSON,
+    Kind,
+    Rollups,
+    active_of,
+    app_of,
+)
 from worklens.server.store.schema import devices, orgs
-from worklens.timeline.intervals import active_spans, clip, flatten
+from worklens.timeline.intervals import clip, flatten
 from worklens.timeline.periods import HOUR_MS, days, zone
 
 MAX_TIMELINE_DAYS = 7
@@ -38,6 +48,7 @@ def heatmap(
     *,
     person_id: int | None = None,
     team_id: int | None = None,
+    access: Access | None = None,
 ) -> Heatmap:
     """Active seconds per local hour of the week over the range, for the same
     scope as the time report (a person's devices merged). Whole UTC hours come
@@ -49,7 +60,9 @@ def heatmap(
         raise ReportError(f"range is longer than the maximum of {max_days} days")
     with db.read() as conn:
         tz_name = str(conn.execute(select(orgs.c.timezone).where(orgs.c.id == org_id)).scalar_one())
-        scope = resolve_scope(conn, org_id, device_id, person_id, team_id, by_device=False)
+        scope = resolve_scope(
+            conn, org_id, device_id, person_id, team_id, by_device=False, access=access
+        )
     tz = zone(tz_name)
     grid = [[0] * 24 for _ in range(7)]
 
@@ -112,6 +125,7 @@ class Span:
     end_ms: int
     app: str
     title: str
+    url: str = ""  # the browser tab in front, where known
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +148,16 @@ def timeline(
         raise LookupError(f"no device {device_id} in this organization")
     with db.read() as conn:
         streams, data = rollup.streams(conn, buckets_of(conn, ids), start_ms, end_ms)
-    focus_raw, afk_raw = streams[device_id]
+    st = streams[device_id]
 
     def as_spans(items: list[tuple[int, int, int]]) -> list[Span]:
-        return [Span(s, e, app_of(data[d]), str(data[d].get("title", ""))) for s, e, d in items]
+        return [
+            Span(s, e, app_of(data[d]), str(data[d].get("title", "")), str(data[d].get("url", "")))
+            for s, e, d in items
+        ]
 
     return Timeline(
-        focus=as_spans(clip(flatten(focus_raw), start_ms, end_ms)),
-        afk=clip(flatten(afk_raw), start_ms, end_ms),
-        active=as_spans(active_spans(focus_raw, afk_raw, start_ms, end_ms)),
+        focus=as_spans(clip(flatten(st.focus), start_ms, end_ms)),
+        afk=clip(flatten(st.afk), start_ms, end_ms),
+        active=as_spans(active_of(st, data, start_ms, end_ms)),
     )

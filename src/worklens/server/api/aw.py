@@ -1,6 +1,7 @@
 """ActivityWatch's REST API (``/api/0``) over the caller's organization: info,
-buckets, events, query2, export and import. Admin tokens only; how WorkLens
-data maps onto AW's model is described in :mod:`worklens.server.aw`."""
+buckets, events, query2, export and import. Reads show the buckets of the
+devices the caller may see (server/access.py); import needs the admin role.
+How WorkLens data maps onto AW's model is described in :mod:`worklens.server.aw`."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from worklens import __version__
 from worklens.protocol.codec import DecodeError, decode_body
 from worklens.query2 import QueryError, parse_timeperiod, run_query
 from worklens.query2.events import datetime_to_us
+from worklens.server.access import Access
 from worklens.server.api.ingest import read_body
 from worklens.server.aw import (
     QUERY_LIMITS,
@@ -34,9 +37,11 @@ from worklens.server.aw import (
     iter_events,
     org_buckets,
 )
-from worklens.server.deps import AdminDep, ServicesDep, now_ms
+from worklens.server.deps import AdminDep, ServicesDep, UserDep, now_ms
 from worklens.server.errors import ApiError, error_for
 from worklens.server.services import Services
+from worklens.server.store import audit
+from worklens.server.store import people as people_store
 
 router = APIRouter(prefix="/api/0", tags=["activitywatch"])
 
@@ -64,19 +69,28 @@ def _ms(value: str | None, name: str, *, up: bool) -> int | None:
     return -(-us // 1000) if up else us // 1000
 
 
+def _visible_buckets(conn: Connection, access: Access) -> dict[str, AwBucket]:
+    """The organization's buckets on the devices the caller may see."""
+    found = org_buckets(conn, access.org_id)
+    visible = people_store.visible_devices(conn, access)
+    if visible is None:
+        return found
+    return {k: b for k, b in found.items() if b.device_id in visible}
+
+
 def _lookup(
-    services: Services, org_id: int, bucket_id: str
+    services: Services, access: Access, bucket_id: str
 ) -> tuple[AwBucket, tuple[int, int] | None]:
     with services.db.read() as conn:
-        bucket = org_buckets(conn, org_id).get(bucket_id)
+        bucket = _visible_buckets(conn, access).get(bucket_id)
         if bucket is None:
             raise ApiError(404, f"there is no bucket {bucket_id!r}")
         return bucket, extents(conn, [bucket.pk]).get(bucket.pk)
 
 
-def _all(services: Services, org_id: int) -> tuple[list[AwBucket], dict[int, tuple[int, int]]]:
+def _all(services: Services, access: Access) -> tuple[list[AwBucket], dict[int, tuple[int, int]]]:
     with services.db.read() as conn:
-        found = list(org_buckets(conn, org_id).values())
+        found = list(_visible_buckets(conn, access).values())
         return found, extents(conn, [b.pk for b in found])
 
 
@@ -94,27 +108,27 @@ def _range(
 
 
 @router.get("/info")
-async def info(admin: AdminDep) -> dict[str, Any]:
+async def info(user: UserDep) -> dict[str, Any]:
     """The server, as AW describes itself; ``device_id`` is stable per organization."""
     return {
         "hostname": socket.gethostname(),
         "version": f"v{__version__} (worklens)",
         "testing": False,
-        "device_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"worklens:org:{admin.org_id}")),
+        "device_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"worklens:org:{user.org_id}")),
     }
 
 
 @router.get("/buckets/")
-async def list_buckets(services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
-    """Every bucket of the organization, keyed by AW id."""
-    found, spans = await run_in_threadpool(_all, services, admin.org_id)
+async def list_buckets(services: ServicesDep, user: UserDep) -> dict[str, Any]:
+    """Every bucket of the organization the caller may see, keyed by AW id."""
+    found, spans = await run_in_threadpool(_all, services, user)
     return {b.id: bucket_json(b, spans.get(b.pk)) for b in found}
 
 
 @router.get("/buckets/{bucket_id}")
-async def get_bucket(bucket_id: str, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
+async def get_bucket(bucket_id: str, services: ServicesDep, user: UserDep) -> dict[str, Any]:
     """One bucket's metadata."""
-    bucket, extent = await run_in_threadpool(_lookup, services, admin.org_id, bucket_id)
+    bucket, extent = await run_in_threadpool(_lookup, services, user, bucket_id)
     return bucket_json(bucket, extent)
 
 
@@ -131,7 +145,7 @@ def _json_array(items: Iterator[Any]) -> Iterator[bytes]:
 async def get_events(
     bucket_id: str,
     services: ServicesDep,
-    admin: AdminDep,
+    user: UserDep,
     start: Instant = None,
     end: Instant = None,
     limit: int = -1,
@@ -139,7 +153,7 @@ async def get_events(
     """Events newest first, cut to ``[start, end)``; ``limit`` -1 means all."""
     if limit < -1:
         raise ApiError(400, "limit must be -1 (all) or a count")
-    bucket, extent = await run_in_threadpool(_lookup, services, admin.org_id, bucket_id)
+    bucket, extent = await run_in_threadpool(_lookup, services, user, bucket_id)
     span = _range(extent, start, end)
 
     def found() -> Iterator[Any]:
@@ -165,12 +179,12 @@ def _count(services: Services, bucket: AwBucket, span: tuple[int, int] | None) -
 async def count_events(
     bucket_id: str,
     services: ServicesDep,
-    admin: AdminDep,
+    user: UserDep,
     start: Instant = None,
     end: Instant = None,
 ) -> int:
     """How many events ``GET .../events`` would return for the range."""
-    bucket, extent = await run_in_threadpool(_lookup, services, admin.org_id, bucket_id)
+    bucket, extent = await run_in_threadpool(_lookup, services, user, bucket_id)
     span = _range(extent, start, end)
     return await run_in_threadpool(_count, services, bucket, span)
 
@@ -186,23 +200,21 @@ def _export(
 
 
 @router.get("/export")
-async def export_all(services: ServicesDep, admin: AdminDep) -> StreamingResponse:
-    """Every bucket with all its events, in AW's export format."""
-    found, spans = await run_in_threadpool(_all, services, admin.org_id)
+async def export_all(services: ServicesDep, user: UserDep) -> StreamingResponse:
+    """Every bucket the caller may see with all its events, in AW's export format."""
+    found, spans = await run_in_threadpool(_all, services, user)
     return _export(services, found, spans)
 
 
 @router.get("/buckets/{bucket_id}/export")
-async def export_bucket(
-    bucket_id: str, services: ServicesDep, admin: AdminDep
-) -> StreamingResponse:
+async def export_bucket(bucket_id: str, services: ServicesDep, user: UserDep) -> StreamingResponse:
     """One bucket with all its events, in AW's export format."""
-    bucket, extent = await run_in_threadpool(_lookup, services, admin.org_id, bucket_id)
+    bucket, extent = await run_in_threadpool(_lookup, services, user, bucket_id)
     return _export(services, [bucket], {bucket.pk: extent} if extent else {})
 
 
 def _import(
-    services: Services, org_id: int, device: int, body: bytes, request: Request
+    services: Services, admin: Access, device: int, body: bytes, request: Request
 ) -> dict[str, int]:
     try:
         obj = decode_body(
@@ -211,7 +223,12 @@ def _import(
             request.headers.get("content-encoding"),
             MAX_IMPORT_BYTES,
         )
-        return import_buckets(services.db, org_id, device, obj, now_ms())
+        totals = import_buckets(services.db, admin.org_id, device, obj, now_ms())
+        # After the import's own transaction: an import is all or nothing by
+        # itself, and one that failed has nothing to log.
+        with services.db.write() as conn:
+            audit.by(conn, admin, "aw.import", f"device {device}", dict(totals))
+        return totals
     except DecodeError as exc:
         raise error_for(exc) from exc
     except BadImport as exc:
@@ -228,24 +245,26 @@ async def import_file(
     """Store an AW export into one device of the organization (all or nothing;
     importing the same file again changes nothing)."""
     body = await read_body(request, MAX_IMPORT_BYTES)
-    return await run_in_threadpool(_import, services, admin.org_id, device, body, request)
+    return await run_in_threadpool(_import, services, admin, device, body, request)
 
 
-def _query(services: Services, org_id: int, body: QueryBody, name: str) -> list[Any]:
+def _query(services: Services, access: Access, body: QueryBody, name: str) -> list[Any]:
     lines = body.query.split("\n") if isinstance(body.query, str) else body.query
     periods = [parse_timeperiod(p) for p in body.timeperiods]
-    source = OrgSource(services.db, services.rollups, org_id)
+    with services.db.read() as conn:
+        visible = people_store.visible_devices(conn, access)
+    source = OrgSource(services.db, services.rollups, access.org_id, visible)
     return run_query(lines, periods, source, name=name, limits=QUERY_LIMITS)
 
 
 @router.post("/query/")
 async def query(
-    body: QueryBody, services: ServicesDep, admin: AdminDep, name: str = ""
+    body: QueryBody, services: ServicesDep, user: UserDep, name: str = ""
 ) -> JSONResponse:
     """Run a query2 program once per time period; an invalid one is a 400 naming the line."""
     try:
         result = await asyncio.wait_for(
-            run_in_threadpool(_query, services, admin.org_id, body, name), QUERY_TIMEOUT_S
+            run_in_threadpool(_query, services, user, body, name), QUERY_TIMEOUT_S
         )
     except QueryError as exc:
         raise ApiError(400, str(exc)) from exc

@@ -1,4 +1,4 @@
-"""Devices of the caller's organization."""
+"""Devices of the caller's organization (those the caller may see)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,24 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from worklens.server.access import Access
 from worklens.server.deps import AdminDep, ServicesDep, UserDep
 from worklens.server.errors import ApiError
 from worklens.server.services import Services
+from worklens.server.store import audit
 from worklens.server.store import devices as devices_store
+from worklens.server.store import people as people_store
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
 
-def device_list(services: Services, org_id: int) -> list[dict[str, Any]]:
+def device_list(services: Services, access: Access) -> list[dict[str, Any]]:
     """Devices with their live state: online = connected now or heard from recently."""
     with services.db.read() as conn:
-        rows = devices_store.list_devices(conn, org_id)
+        rows = devices_store.list_devices(conn, access.org_id)
+        visible = people_store.visible_devices(conn, access)
+    if visible is not None:
+        rows = [r for r in rows if r["id"] in visible]
     cutoff = time.time() * 1000 - services.settings.offline_after_s * 1000
     for r in rows:
         r["connected"] = services.hub.is_connected(r["id"])
@@ -31,18 +37,19 @@ def device_list(services: Services, org_id: int) -> list[dict[str, Any]]:
 
 @router.get("")
 async def list_devices(services: ServicesDep, user: UserDep) -> list[dict[str, Any]]:
-    """Every device of the organization with online state and last-seen time."""
-    return await run_in_threadpool(device_list, services, user.org_id)
+    """The devices the caller may see, with online state and last-seen time."""
+    return await run_in_threadpool(device_list, services, user)
 
 
-def _change(services: Services, org_id: int, device_id: int, action: str) -> None:
+def _change(services: Services, admin: Access, device_id: int, action: str) -> None:
     with services.db.write() as conn:
         if action == "revoke":
-            ok = devices_store.revoke(conn, org_id, device_id)
+            ok = devices_store.revoke(conn, admin.org_id, device_id)
         else:
-            ok = devices_store.set_blocked(conn, org_id, device_id, action == "block")
-    if not ok:
-        raise ApiError(404, f"no device {device_id} in this organization")
+            ok = devices_store.set_blocked(conn, admin.org_id, device_id, action == "block")
+        if not ok:
+            raise ApiError(404, f"no device {device_id} in this organization")
+        audit.by(conn, admin, f"device.{action}", f"device {device_id}")
 
 
 @router.post("/{device_id}/{action}", status_code=204)
@@ -52,4 +59,4 @@ async def change_device(
     """Revoke a device's token, or block / unblock it."""
     if action not in ("revoke", "block", "unblock"):
         raise ApiError(404, f"unknown action {action!r}; use revoke, block or unblock")
-    await run_in_threadpool(_change, services, admin.org_id, device_id, action)
+    await run_in_threadpool(_change, services, admin, device_id, action)

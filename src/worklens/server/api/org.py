@@ -6,10 +6,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from worklens.server.access import Access
 from worklens.server.deps import AdminDep, ServicesDep, UserDep
 from worklens.server.errors import ApiError
 from worklens.server.services import Services
-from worklens.server.store import orgs
+from worklens.server.store import audit, orgs
 from worklens.timeline.periods import UnknownTimeZone
 
 router = APIRouter(prefix="/api/v1/org", tags=["org"])
@@ -31,18 +32,27 @@ def _read(services: Services, org_id: int) -> OrgSettings:
         return OrgSettings(**orgs.org_settings(conn, org_id))
 
 
-def _change(services: Services, org_id: int, change: OrgChange) -> OrgSettings:
+def _change(services: Services, admin: Access, change: OrgChange) -> OrgSettings:
     if change.timezone is not None:
         try:
             with services.db.write() as conn:
-                orgs.set_timezone(conn, org_id, change.timezone, services.rollups)
+                before = orgs.org_settings(conn, admin.org_id)["timezone"]
+                if orgs.set_timezone(conn, admin.org_id, change.timezone, services.rollups):
+                    audit.by(
+                        conn,
+                        admin,
+                        "org.timezone",
+                        "organization",
+                        {"from": before, "to": change.timezone},
+                    )
         except UnknownTimeZone as exc:
             raise ApiError(422, str(exc), [{"loc": ["timezone"], "msg": str(exc)}]) from exc
-    return _read(services, org_id)
+    return _read(services, admin.org_id)
 
 
 @router.get("", response_model=OrgSettings)
 async def get_org(services: ServicesDep, user: UserDep) -> OrgSettings:
+    """The organization's name and time zone (every role: reports need the zone)."""
     return await run_in_threadpool(_read, services, user.org_id)
 
 
@@ -50,4 +60,4 @@ async def get_org(services: ServicesDep, user: UserDep) -> OrgSettings:
 async def change_org(services: ServicesDep, admin: AdminDep, change: OrgChange) -> OrgSettings:
     """Change settings. A new time zone splits reports' days at its midnight;
     day rollups are rebuilt for it in the background (reports stay exact meanwhile)."""
-    return await run_in_threadpool(_change, services, admin.org_id, change)
+    return await run_in_threadpool(_change, services, admin, change)

@@ -1,4 +1,5 @@
-"""Reports: active time per app, title, category, productivity class or device;
+"""Reports: active time per app, title, URL, domain, category, productivity
+class, person or device;
 per day or week; the hour-of-week heatmap; a device's timeline. Every table
 report is JSON by default and CSV with ``format=csv``."""
 
@@ -14,18 +15,24 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from worklens.server.access import Access
 from worklens.server.analytics import activity
 from worklens.server.analytics.csvout import write_csv
 from worklens.server.analytics.time_report import ReportError, time_report, time_series
 from worklens.server.deps import ServicesDep, UserDep
 from worklens.server.errors import ApiError
+from worklens.server.services import Services
+from worklens.server.store import people as people_store
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 
 T = TypeVar("T")
 Start = Annotated[AwareDatetime, Query(description="ISO 8601 with time zone")]
 End = Annotated[AwareDatetime, Query(description="ISO 8601 with time zone (exclusive)")]
-GroupBy = Annotated[str, Query(description="app, title, category, productivity, person or device")]
+GroupBy = Annotated[
+    str,
+    Query(description="app, title, url, domain, category, productivity, person or device"),
+]
 Person = Annotated[int | None, Query(description="one person: their devices merged")]
 Team = Annotated[int | None, Query(description="the people of one team")]
 Depth = Annotated[int | None, Query(description="category levels to keep")]
@@ -75,6 +82,7 @@ class Span(BaseModel):
     end: datetime
     app: str
     title: str
+    url: str = ""
 
 
 class AfkSpan(BaseModel):
@@ -107,6 +115,13 @@ async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise ApiError(400, str(exc)) from exc
     except LookupError as exc:
         raise ApiError(404, str(exc)) from exc
+
+
+def _check_device(services: Services, access: Access, device_id: int) -> None:
+    """A device the caller may not see does not exist for them."""
+    if not access.sees_whole_org:
+        with services.db.read() as conn:
+            people_store.check_device_visible(conn, access, device_id)
 
 
 def _csv(header: list[str], rows: list[list[Any]], name: str) -> Response:
@@ -147,6 +162,8 @@ async def report_time(
         team_id=team,
         depth=depth,
         classifiers=services.classifiers,
+        max_days=services.settings.max_report_days,
+        access=user,
     )
     if format == "csv":
         return _csv([group_by, "seconds"], [[r.key, r.seconds] for r in rows], "time")
@@ -191,6 +208,8 @@ async def report_series(
         interval=interval,
         depth=depth,
         classifiers=services.classifiers,
+        max_days=services.settings.max_report_days,
+        access=user,
     )
     if format == "csv":
         table = [[_dt(a).isoformat(), r.key, r.seconds] for a, rows in series for r in rows]
@@ -234,6 +253,8 @@ async def report_heatmap(
         device,
         person_id=person,
         team_id=team,
+        max_days=services.settings.max_report_days,
+        access=user,
     )
     if format == "csv":
         table = [[day, hour, hm.seconds[day][hour]] for day in range(7) for hour in range(24)]
@@ -253,16 +274,20 @@ async def report_timeline(
     format: Format = "json",
 ) -> Any:
     """A device's focus, afk and active spans (at most a week)."""
+    await _run(_check_device, services, user, device)
     tl = await _run(
         activity.timeline, services.db, services.rollups, user.org_id, device, _ms(start), _ms(end)
     )
     if format == "csv":
         table = [
-            [kind, _dt(s.start_ms).isoformat(), _dt(s.end_ms).isoformat(), s.app, s.title]
+            [kind, _dt(s.start_ms).isoformat(), _dt(s.end_ms).isoformat(), s.app, s.title, s.url]
             for kind, spans in (("focus", tl.focus), ("active", tl.active))
             for s in spans
-        ] + [["afk", _dt(s).isoformat(), _dt(e).isoformat(), status, ""] for s, e, status in tl.afk]
-        return _csv(["kind", "start", "end", "app_or_status", "title"], table, "timeline")
+        ] + [
+            ["afk", _dt(s).isoformat(), _dt(e).isoformat(), status, "", ""]
+            for s, e, status in tl.afk
+        ]
+        return _csv(["kind", "start", "end", "app_or_status", "title", "url"], table, "timeline")
     return TimelineReport(
         device=device,
         start=start,
@@ -273,7 +298,7 @@ async def report_timeline(
         ],
         afk=[AfkSpan(start=_dt(s), end=_dt(e), status=st) for s, e, st in tl.afk],
         active=[
-            Span(start=_dt(s.start_ms), end=_dt(s.end_ms), app=s.app, title=s.title)
+            Span(start=_dt(s.start_ms), end=_dt(s.end_ms), app=s.app, title=s.title, url=s.url)
             for s in tl.active
         ],
     )

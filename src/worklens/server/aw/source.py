@@ -57,19 +57,35 @@ _MAX_RANGE_US = MAX_RANGE_DAYS * 86_400 * 1_000_000
 
 
 class OrgSource:
-    """query2's EventSource over the buckets of one organization."""
+    """query2's EventSource over the buckets of one organization; with
+    ``device_ids``, only over those devices' buckets (what the caller may see;
+    the others do not exist for the query)."""
 
-    def __init__(self, db: Database, rollups: Rollups, org_id: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        rollups: Rollups,
+        org_id: int,
+        device_ids: frozenset[int] | None = None,
+    ) -> None:
         self.db = db
         self.rollups = rollups
         self.org_id = org_id
+        self.device_ids = device_ids
         self._buckets: dict[str, AwBucket] | None = None
         self.answered = 0  # plans answered from rollups (for tests and logs)
 
     def aw_buckets(self) -> dict[str, AwBucket]:
         if self._buckets is None:
             with self.db.read() as conn:
-                self._buckets = org_buckets(conn, self.org_id)
+                found = org_buckets(conn, self.org_id)
+            # Ids are given over all the organization's buckets, then filtered:
+            # a bucket has the same id for every caller who sees it.
+            self._buckets = {
+                k: b
+                for k, b in found.items()
+                if self.device_ids is None or b.device_id in self.device_ids
+            }
         return self._buckets
 
     def buckets(self) -> Mapping[str, BucketInfo]:

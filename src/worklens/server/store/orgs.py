@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, update
 
+from worklens.server.access import TOKEN_ROLES
 from worklens.server.security import (
     ADMIN_TOKEN_PREFIX,
     ENROLL_SECRET_PREFIX,
@@ -17,7 +18,8 @@ from worklens.server.store.rollups import Rollups
 from worklens.server.store.schema import api_tokens, orgs
 from worklens.timeline.periods import zone
 
-ROLES = ("admin", "manager", "viewer")
+# Roles a new API token may have (server/access.py says what they mean).
+ROLES = TOKEN_ROLES
 
 
 class OrgExists(ValueError):
@@ -39,6 +41,7 @@ class TokenAuth:
     token_id: int
     org_id: int
     role: str
+    name: str = ""
 
 
 def create_org(conn: Connection, name: str, now_ms: int) -> tuple[Org, str]:
@@ -81,7 +84,8 @@ def org_by_enroll_secret(conn: Connection, secret: str) -> Org | None:
 
 
 def create_token(conn: Connection, org: Org, role: str, now_ms: int, name: str = "") -> str:
-    """Create an API token for people and scripts; returns it (shown once)."""
+    """Create an API token for scripts; returns it (shown once). People log in
+    to the dashboard as users (store/users.py) instead."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     token = new_secret(ADMIN_TOKEN_PREFIX)
@@ -96,13 +100,19 @@ def create_token(conn: Connection, org: Org, role: str, now_ms: int, name: str =
 def authenticate_token(conn: Connection, token: str) -> TokenAuth | None:
     digest = hash_secret(token)
     row = conn.execute(
-        select(api_tokens.c.id, api_tokens.c.org_id, api_tokens.c.role, api_tokens.c.token_hash)
+        select(
+            api_tokens.c.id,
+            api_tokens.c.org_id,
+            api_tokens.c.role,
+            api_tokens.c.name,
+            api_tokens.c.token_hash,
+        )
         .where(api_tokens.c.token_hash == digest)
         .where(api_tokens.c.revoked_ms.is_(None))
     ).first()
     if row is None or not same_hash(row.token_hash, digest):
         return None
-    return TokenAuth(row.id, row.org_id, row.role)
+    return TokenAuth(row.id, row.org_id, row.role, row.name)
 
 
 def org_settings(conn: Connection, org_id: int) -> dict[str, str]:

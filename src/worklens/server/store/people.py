@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
+from worklens.server.access import Access
 from worklens.server.store.rollups import mark_person_hours_of
 from worklens.server.store.schema import device_people, devices, people, teams
 
@@ -157,3 +158,40 @@ def devices_of(
         if team_id is not None:
             q = q.where(people.c.team_id == team_id)
     return sorted(int(i) for i in conn.execute(q).scalars())
+
+
+def device_owners(
+    conn: Connection, org_id: int, device_id: int | None = None
+) -> dict[int, tuple[int | None, int | None]]:
+    """Each device of the organization (or just one) with its person and that
+    person's team."""
+    q = (
+        select(devices.c.id, device_people.c.person_id, people.c.team_id)
+        .select_from(
+            devices.outerjoin(device_people, device_people.c.device_id == devices.c.id).outerjoin(
+                people, people.c.id == device_people.c.person_id
+            )
+        )
+        .where(devices.c.org_id == org_id)
+    )
+    if device_id is not None:
+        q = q.where(devices.c.id == device_id)
+    return {int(d): (p, t) for d, p, t in conn.execute(q)}
+
+
+def visible_devices(conn: Connection, access: Access) -> frozenset[int] | None:
+    """The devices ``access`` may see; None when it sees the whole organization."""
+    if access.sees_whole_org:
+        return None
+    return frozenset(
+        d
+        for d, (person, team) in device_owners(conn, access.org_id).items()
+        if access.may_see_device(person, team)
+    )
+
+
+def check_device_visible(conn: Connection, access: Access, device_id: int) -> None:
+    """NotFound unless the device is the organization's and ``access`` may see it."""
+    owner = device_owners(conn, access.org_id, device_id).get(device_id)
+    if owner is None or not access.may_see_device(*owner):
+        raise NotFound(f"no device {device_id} in this organization")

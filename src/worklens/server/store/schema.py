@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -276,3 +277,79 @@ person_dirty = Table(
     Column("gen", BigInteger, nullable=False, server_default="0"),
     sqlite_with_rowid=False,
 )
+
+
+# --- users, sessions, audit -------------------------------------------------
+
+# People who log in to the dashboard (API tokens stay in api_tokens). The login
+# (an e-mail or any name) is unique per organization and stored lower-cased;
+# the password only as an argon2id hash. Roles are defined in server/access.py.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("name", String(255), nullable=False, server_default=""),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    # Role "self": the person whose data the user sees.
+    Column("person_id", ForeignKey("people.id", ondelete="SET NULL")),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("disabled_ms", BigInteger),
+    UniqueConstraint("org_id", "email"),
+)
+Index("ix_users_email", users.c.email)  # the login form looks a login up in every org
+
+# A manager's teams.
+user_teams = Table(
+    "user_teams",
+    metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("team_id", ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# Dashboard sessions. The cookie holds a random 256-bit id; only its SHA-256 is
+# stored, so a copy of the database does not log anyone in. The CSRF token is
+# random per session and useless without the session cookie.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_seen_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),  # absolute end
+    Column("ip", String(64), nullable=False, server_default=""),
+    Column("user_agent", String(256), nullable=False, server_default=""),
+)
+
+# Failed logins of the last minutes, per login and per client address: the
+# throttle is in the database so that every server process counts the same.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("login", String(320), nullable=False, index=True),
+    Column("ip", String(64), nullable=False, index=True),
+    Column("at_ms", BigInteger, nullable=False, index=True),
+)
+
+# Every admin action, written in the transaction of the action itself.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor_kind", String(8), nullable=False),  # user | token | cli
+    Column("actor_id", BigInteger),
+    Column("actor_name", String(320), nullable=False, server_default=""),
+    Column("action", String(64), nullable=False),  # e.g. "device.block"
+    Column("target", String(255), nullable=False, server_default=""),
+    Column("details", Text, nullable=False, server_default="{}"),  # JSON object
+    Column("ip", String(64), nullable=False, server_default=""),
+)
+# The log is read per organization, newest first, in pages.
+Index("ix_audit_log_org_id_id", audit_log.c.org_id, audit_log.c.id)
