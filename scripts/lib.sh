@@ -60,3 +60,11 @@ ensure_venv() {
     fi
 }
 
+# ensure_assets: the pinned front-end assets (src/worklens/server/web/assets.toml)
+# in static/vendor/. The command checks its manifest first and downloads only
+# when a file is missing, altered or pinned to another version; it exits non-zero
+# (with the reason) when a download or an integrity check fails.
+ensure_assets() {
+    "$VENV/bin/python" -m worklens.server.web.assets
+}
+

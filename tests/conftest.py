@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.pg", "tests.xserver"]
+pytest_plugins = ["tests.pg", "tests.xserver", "tests.browser"]
 
 _TRUTHY = {"1", "true", "yes"}
 
