@@ -144,6 +144,7 @@ def server(
     migrate.upgrade(database)
     database.dispose()
     os.environ["WORKLENS_DATABASE_URL"] = settings.database_url
+    os.environ["WORKLENS_WORKERS"] = str(workers)  # the live hub then goes through the database
     uvicorn.run("worklens.server.app:create_worker_app", factory=True, workers=workers, **run)
 
 

@@ -30,7 +30,7 @@ from worklens.server.api import (
 from worklens.server.services import Services
 from worklens.server.settings import ServerSettings
 from worklens.server.store import compaction, migrate
-from worklens.server.web import pages, staticfiles
+from worklens.server.web import live_ws, pages, staticfiles
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = Tru
         tasks = [
             asyncio.create_task(_refresh_rollups(services)),
             asyncio.create_task(_compact_events(services)),
+            asyncio.create_task(services.live.run()),
         ]
         try:
             yield
@@ -133,6 +134,7 @@ def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = Tru
         users,
         aw,
         pages,
+        live_ws,
     ):
         app.include_router(module.router)
     staticfiles.mount_static(app)  # /static; warns when vendor assets are not fetched

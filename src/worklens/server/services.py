@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from worklens.server.hub import Hub
+from worklens.server.live import LiveHub
 from worklens.server.ratelimit import RateLimiter
 from worklens.server.settings import ServerSettings
 from worklens.server.store.category_rules import Classifiers
@@ -20,6 +21,7 @@ class Services:
     writer: EventWriter
     rollups: Rollups
     limiter: RateLimiter
+    live: LiveHub
     hub: Hub = field(default_factory=lambda: Hub())
     classifiers: Classifiers = field(default_factory=lambda: Classifiers())
 
@@ -33,5 +35,13 @@ class Services:
             writer=EventWriter(db),
             rollups=Rollups(db, classifiers),
             limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
+            live=LiveHub(
+                db,
+                settings.live_bus
+                if settings.live_bus != "auto"
+                else ("db" if settings.workers > 1 else "local"),
+                settings.live_poll_s,
+                settings.offline_after_s,
+            ),
             classifiers=classifiers,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,5 +41,13 @@ class ServerSettings(BaseSettings):
     # Longest range a report (time, series, heatmap) may ask for: bounds the
     # work one request can cause.
     max_report_days: int = Field(default=400, ge=1, le=3660)
+    # How changes reach open dashboards (server/live.py): "local" within one
+    # process, "db" through the database for several processes on one
+    # database; "auto" picks "db" when `worklens server --workers N` (N > 1)
+    # started this process.
+    live_bus: Literal["auto", "local", "db"] = "auto"
+    live_poll_s: float = Field(default=0.1, gt=0, le=5)
+    # Set by `worklens server --workers N` for its processes.
+    workers: int = Field(default=1, ge=1)
     # Serve cookies with the Secure flag (set when TLS terminates in front).
     secure_cookies: bool = False

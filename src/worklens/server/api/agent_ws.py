@@ -20,9 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from worklens.protocol import codec
 from worklens.protocol.messages import AckFrame, ErrorFrame
 from worklens.server.api.ingest import accept_batch
-from worklens.server.deps import bearer, check_device
+from worklens.server.deps import bearer, check_device, now_ms
 from worklens.server.errors import ApiError, error_for
 from worklens.server.services import Services
+from worklens.server.store import devices as devices_store
+from worklens.server.store.devices import DeviceAuth
 
 router = APIRouter(prefix="/api/v1/agent", tags=["ingest"])
 log = logging.getLogger(__name__)
@@ -48,6 +50,17 @@ def _decode(services: Services, message: Mapping[str, Any]) -> tuple[Any, bool]:
     return codec.from_json(text.encode()), False
 
 
+def _connection_changed(services: Services, device: DeviceAuth, closed: bool) -> None:
+    """Online at once when the agent connects, offline at once when it goes;
+    open dashboards are told."""
+    with services.db.write() as conn:
+        if closed:
+            devices_store.set_disconnected(conn, device.id, now_ms())
+        else:
+            devices_store.touch(conn, device.id, now_ms())
+    services.live.publish(device.org_id, [device.id])
+
+
 @router.websocket("/ws")
 async def agent_socket(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
@@ -60,6 +73,7 @@ async def agent_socket(ws: WebSocket) -> None:
         await ws.close(code=POLICY_VIOLATION, reason=exc.error[:120])
         return
     services.hub.connected(device.id)
+    await run_in_threadpool(_connection_changed, services, device, False)
     try:
         while True:
             message = await ws.receive()
@@ -98,3 +112,4 @@ async def agent_socket(ws: WebSocket) -> None:
         return
     finally:
         services.hub.disconnected(device.id)
+        await run_in_threadpool(_connection_changed, services, device, True)

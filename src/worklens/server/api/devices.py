@@ -26,10 +26,11 @@ def device_list(services: Services, access: Access) -> list[dict[str, Any]]:
         visible = people_store.visible_devices(conn, access)
     if visible is not None:
         rows = [r for r in rows if r["id"] in visible]
-    cutoff = time.time() * 1000 - services.settings.offline_after_s * 1000
+    now = int(time.time() * 1000)
+    offline_ms = services.settings.offline_after_s * 1000
     for r in rows:
-        r["connected"] = services.hub.is_connected(r["id"])
-        r["online"] = r["connected"] or (r["last_seen_ms"] or 0) >= cutoff
+        r["connected"] = services.hub.is_connected(r["id"])  # to this server process
+        r["online"] = devices_store.is_online(r, now, offline_ms)
         r["blocked"] = bool(r["blocked"])
         r["enrolled"] = bool(r["enrolled"])
     return rows

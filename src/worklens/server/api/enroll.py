@@ -30,6 +30,7 @@ async def enroll(req: EnrollRequest, services: ServicesDep) -> EnrollResponse:
             except devices_store.DeviceBlocked as exc:
                 raise ApiError(403, str(exc)) from exc
         services.writer.forget_device(device_id)
+        services.live.publish(org.id, [device_id])
         return EnrollResponse(device_id=device_id, token=token, org=org.name)
 
     return await run_in_threadpool(work)

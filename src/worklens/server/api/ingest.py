@@ -64,7 +64,9 @@ def accept_batch(services: Services, device: DeviceAuth, obj: Any) -> IngestResu
                 for i in late[:50]
             ],
         )
-    return services.writer.ingest(device, batch, now_ms())
+    result = services.writer.ingest(device, batch, now_ms())
+    services.live.publish(device.org_id, [device.id])
+    return result
 
 
 @router.post("/ingest", response_model=IngestResult)
@@ -97,6 +99,7 @@ async def heartbeat(
                 spool_depth=beat.spool_depth,
                 dropped=beat.dropped,
             )
+        services.live.publish(device.org_id, [device.id])
 
     await run_in_threadpool(write)
     return HeartbeatResponse(device_id=device.id, server_time=datetime.now(UTC))

@@ -121,7 +121,10 @@ def set_blocked(conn: Connection, org_id: int, device_id: int, blocked: bool) ->
     return res.rowcount > 0
 
 
-def list_devices(conn: Connection, org_id: int) -> list[dict[str, Any]]:
+def list_devices(
+    conn: Connection, org_id: int, only: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """The organization's devices (or only some), with their live state."""
     rows = conn.execute(
         select(
             devices.c.id,
@@ -134,8 +137,67 @@ def list_devices(conn: Connection, org_id: int) -> list[dict[str, Any]]:
             devices.c.spool_depth,
             devices.c.dropped,
             (devices.c.token_hash.is_not(None)).label("enrolled"),
+            *LIVE_COLUMNS,
         )
-        .where(devices.c.org_id == org_id)
+        .where(devices.c.org_id == org_id, *([devices.c.id.in_(only)] if only is not None else []))
         .order_by(devices.c.hostname, devices.c.id)
     ).all()
     return [dict(r._mapping) for r in rows]
+
+
+# What a device shows now (see ``set_current``), listed with every device.
+LIVE_COLUMNS = (
+    devices.c.current_app,
+    devices.c.current_title,
+    devices.c.current_since_ms,
+    devices.c.afk_status,
+    devices.c.afk_since_ms,
+    devices.c.disconnected_ms,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """The newest focus and afk state a batch carried (None: it had none)."""
+
+    focus: tuple[int, str, str] | None = None  # (start ms, app, title)
+    afk: tuple[int, str] | None = None  # (start ms, "afk" | "active")
+
+
+def set_current(conn: Connection, device_id: int, current: Current) -> None:
+    """Move the device's current app/title and afk state forward: only an event
+    that started at or after the stored one replaces it (batches arrive in any
+    order after an agent was offline)."""
+    if current.focus is not None:
+        start, app, title = current.focus
+        conn.execute(
+            update(devices)
+            .where(
+                devices.c.id == device_id,
+                (devices.c.current_since_ms.is_(None)) | (devices.c.current_since_ms <= start),
+            )
+            .values(current_app=app, current_title=title, current_since_ms=start)
+        )
+    if current.afk is not None:
+        start, status = current.afk
+        conn.execute(
+            update(devices)
+            .where(
+                devices.c.id == device_id,
+                (devices.c.afk_since_ms.is_(None)) | (devices.c.afk_since_ms <= start),
+            )
+            .values(afk_status=status, afk_since_ms=start)
+        )
+
+
+def set_disconnected(conn: Connection, device_id: int, now_ms: int) -> None:
+    """Its live connection closed: offline until it is heard from again."""
+    conn.execute(update(devices).where(devices.c.id == device_id).values(disconnected_ms=now_ms))
+
+
+def is_online(row: dict[str, Any], now_ms: int, offline_after_ms: float) -> bool:
+    """Heard from recently, and not since gone (a closed live connection with
+    nothing after it)."""
+    seen = row.get("last_seen_ms") or 0
+    gone = row.get("disconnected_ms") or 0
+    return seen >= now_ms - offline_after_ms and seen > gone

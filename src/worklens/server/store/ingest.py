@@ -39,6 +39,7 @@ from worklens.server.store import chunks
 from worklens.server.store import devices as devices_store
 from worklens.server.store.buckets import (
     AFK_TYPE,
+    FOCUS_TYPE,
     KIND_BUCKETS,
     REPORTED_TYPES,
     bucket_name,
@@ -152,6 +153,7 @@ class _Prepared(NamedTuple):
     host_count: int
     last_beat: HeartbeatData | None
     beat_count: int
+    current: devices_store.Current  # the newest focus and afk state in the batch
 
 
 class EventWriter:
@@ -209,13 +211,28 @@ class EventWriter:
         hosts: dict[int, dict[str, Any]] = {}
         beats: list[HeartbeatEvent] = []
         host_count = 0
+        focus: tuple[int, str, str] | None = None
+        afk: tuple[int, str] | None = None
         for i, e in enumerate(batch.events):
             if isinstance(e, FocusEvent | AfkEvent):
                 stream = streams.get(e.kind)
                 if stream is None:
                     stream = streams[e.kind] = _Stream(KIND_BUCKETS[e.kind][1])
                 stream.add(e)
+                start = round(e.start.timestamp() * 1000)
+                if isinstance(e, FocusEvent):
+                    if focus is None or start >= focus[0]:
+                        focus = (start, e.data.app, e.data.title)
+                elif afk is None or start >= afk[0]:
+                    afk = (start, e.data.status)
             elif isinstance(e, AwEvent):
+                # ActivityWatch's window and afk watchers say what is current too.
+                start = round(e.start.timestamp() * 1000)
+                if e.bucket_type == FOCUS_TYPE and (focus is None or start >= focus[0]):
+                    focus = (start, str(e.data.get("app", "")), str(e.data.get("title", "")))
+                elif e.bucket_type == AFK_TYPE and (afk is None or start >= afk[0]):
+                    status = e.data.get("status")
+                    afk = (start, _WL_ACTIVE if status == _AW_ACTIVE else str(status))
                 skey = "aw:" + e.bucket
                 stream = streams.get(skey)
                 if stream is None:
@@ -249,6 +266,7 @@ class EventWriter:
             host_count,
             beats[-1].data if beats else None,
             len(beats),
+            devices_store.Current(focus, afk),
         )
 
     def _write(
@@ -294,6 +312,7 @@ class EventWriter:
             accepted, duplicates = accepted + a, duplicates + d
         if dirty:
             mark_dirty(self.db, conn, device.id, dirty)
+        devices_store.set_current(conn, device.id, prepared.current)
         last = prepared.last_beat
         devices_store.touch(
             conn,

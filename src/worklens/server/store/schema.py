@@ -83,6 +83,15 @@ devices = Table(
     Column("agent_version", String(64), nullable=False, server_default=""),
     Column("spool_depth", Integer, nullable=False, server_default="0"),
     Column("dropped", BigInteger, nullable=False, server_default="0"),
+    # What the device shows now, from the newest focus and afk events ingested
+    # (the live hub and the fleet page read these, never the event tables).
+    Column("current_app", Text, nullable=False, server_default=""),
+    Column("current_title", Text, nullable=False, server_default=""),
+    Column("current_since_ms", BigInteger),
+    Column("afk_status", String(16), nullable=False, server_default=""),
+    Column("afk_since_ms", BigInteger),
+    # When its live connection closed: offline at once, until heard from again.
+    Column("disconnected_ms", BigInteger),
     UniqueConstraint("org_id", "hardware_uuid"),
 )
 
@@ -353,3 +362,15 @@ audit_log = Table(
 )
 # The log is read per organization, newest first, in pages.
 Index("ix_audit_log_org_id_id", audit_log.c.org_id, audit_log.c.id)
+
+# Changes for open dashboards, shared by the server processes of one database
+# (``worklens server --workers N``): each process appends and polls; rows are
+# kept for a minute (server/live.py).
+live_events = Table(
+    "live_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("org_id", BigInteger, nullable=False),
+    Column("at_ms", BigInteger, nullable=False, index=True),
+    Column("body", Text, nullable=False),  # JSON
+)

@@ -22,7 +22,6 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from worklens.server.access import Access, Actor
-from worklens.server.api.devices import device_list
 from worklens.server.deps import (
     SESSION_COOKIE,
     ServicesDep,
@@ -38,6 +37,7 @@ from worklens.server.store import audit
 from worklens.server.store import sessions as sessions_store
 from worklens.server.store import users as users_store
 from worklens.server.store.sessions import Session
+from worklens.server.web import fleet
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(
@@ -97,10 +97,10 @@ async def devices_page(request: Request, services: ServicesDep) -> Response:
     access = await _viewer(request, services)
     if access is None:
         return _to_login()
-    rows = await run_in_threadpool(device_list, services, access)
-    for r in rows:
-        r["last_seen"] = _when(r["last_seen_ms"])
-    return _render(request, "devices.html", {**_chrome(request, access), "devices": rows})
+    rows = await run_in_threadpool(fleet.device_views, services, access)
+    return _render(
+        request, "devices.html", {**_chrome(request, access), "devices": rows, "oob": False}
+    )
 
 
 @router.get("/audit", response_class=HTMLResponse)
