@@ -14,10 +14,8 @@ next animation frame (painted). Both clocks are this machine's wall clock.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib
 import httpx
 from tests.browser import chromium_context
-from tests.e2e.harness import prepare_org
+from tests.e2e.harness import ServerProcess, prepare_org
 from tests.e2e.test_browser_live import PASSWORD, log_in
 
 from worklens.server.store import orgs, users
@@ -84,21 +82,10 @@ def main() -> None:
         org = orgs.get_org(conn, "acme")
         users.create_user(conn, org.id, "lead@acme.test", PASSWORD, "admin", 0)
     db.dispose()
-    port = benchlib.free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "WORKLENS_RATE_PER_SECOND": "100000", "WORKLENS_RATE_BURST": "100000"}
-    cmd = [sys.executable, "-m", "worklens", "server", "--port", str(port), "--db", db_url]
-    cmd += ["--workers", str(args.workers), "--log-level", "warning"]
-    with (tmp / "server.log").open("ab") as log:
-        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = ServerProcess(db_url, tmp / "server.log", workers=args.workers)
+    server.start()
+    url = server.url
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
         r = httpx.post(
             f"{url}/api/v1/enroll",
             json={"enroll_secret": secret, "hardware_uuid": "bench", "hostname": "bench-pc"},
@@ -131,8 +118,7 @@ def main() -> None:
                     raise RuntimeError(f"{app} never showed on the page")
                 time.sleep(random.uniform(0.2, 0.5))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     print(
         f"workers {args.workers} ({'local' if args.workers == 1 else 'db'} bus), {len(dom)} events:"
     )

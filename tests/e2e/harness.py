@@ -38,9 +38,12 @@ def prepare_org(db_url: str, name: str = "acme") -> tuple[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, db_url: str, log: Path, port: int | None = None) -> None:
+    def __init__(
+        self, db_url: str, log: Path, port: int | None = None, workers: int = 1
+    ) -> None:
         self.db_url = db_url
         self.port = port or free_port()
+        self.workers = workers
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -61,6 +64,8 @@ class ServerProcess:
                     str(self.port),
                     "--db",
                     self.db_url,
+                    "--workers",
+                    str(self.workers),
                     "--log-level",
                     "warning",
                 ],
