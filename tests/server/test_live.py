@@ -194,3 +194,12 @@ def test_changes_cross_server_processes_through_the_database(db_url: str) -> Non
             page.next("far-app")
             # Silent for longer than offline_after_s: the sweep tells the page.
             page.next(f'id="device-row-{device}" hx-swap-oob="true" data-status="offline"')
+
+
+def test_blocking_a_device_shows_on_open_pages(server: Server) -> None:
+    admin = browser(server, "ada@acme.test", "admin")
+    device, _ = server.enroll(hostname="pc-blocked")
+    with live_page(admin) as page:
+        r = admin.send("POST", f"/api/v1/devices/{device}/block")
+        assert r.status_code == 204, r.text
+        page.next(f'<tr id="device-row-{device}" hx-swap-oob="true" data-status="blocked">')

@@ -51,6 +51,7 @@ def _change(services: Services, admin: Access, device_id: int, action: str) -> N
         if not ok:
             raise ApiError(404, f"no device {device_id} in this organization")
         audit.by(conn, admin, f"device.{action}", f"device {device_id}")
+    services.live.publish(admin.org_id, [device_id])  # open pages show the new state
 
 
 @router.post("/{device_id}/{action}", status_code=204)
