@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.pg", "tests.xserver", "tests.browser"]
+pytest_plugins = ["tests.pg", "tests.xserver", "tests.browser", "tests.redis_server"]
 
 _TRUTHY = {"1", "true", "yes"}
 

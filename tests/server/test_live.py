@@ -158,19 +158,26 @@ def test_other_sites_and_visitors_without_a_session_cannot_connect(
     assert exc.value.code == 1008
 
 
-def test_changes_cross_server_processes_through_the_database(db_url: str) -> None:
+@pytest.mark.parametrize("bus", ["db", pytest.param("redis", marks=pytest.mark.real)])
+def test_changes_cross_server_processes(
+    db_url: str, bus: str, request: pytest.FixtureRequest
+) -> None:
     """Two app instances on one database, as `worklens server --workers 2` runs
-    them: the page is connected to one, the agent sends to the other."""
+    them (bus "db"), or as two server instances sharing a Redis server: the
+    page is connected to one, the agent sends to the other."""
+    redis_url = request.getfixturevalue("redis_url") if bus == "redis" else None
 
     def app() -> Any:
         settings = ServerSettings(
-            database_url=db_url, live_bus="db", offline_after_s=2.0, rate_per_second=1000
+            database_url=db_url, offline_after_s=2.0, rate_per_second=1000, redis_url=redis_url
         )
+        if bus == "db":
+            settings.live_bus = "db"
         return create_app(settings)
 
     app_a, app_b = app(), app()
     services: Services = app_a.state.services
-    assert services.live.bus == "db"
+    assert services.live.bus == bus  # "auto" picks redis when redis_url is set
     now = int(time.time() * 1000)
     with services.db.write() as conn:
         org, secret = orgs.create_org(conn, "acme", now)

@@ -13,7 +13,10 @@ With several server processes on one database (``worklens server --workers
 N``) a change published in one process must reach the pages connected to the
 others: the ``db`` bus appends changes to ``live_events`` (batched, every
 ``live_poll_s``) and every process polls that table for rows of the others.
-One process alone uses the ``local`` bus, which touches no table.
+One process alone uses the ``local`` bus, which touches no table. Several
+server instances may instead share a Redis server (``redis`` bus): a change
+is published on one channel at once and every instance's listener thread
+delivers the others' changes to its own pages.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import delete, select
 
@@ -35,7 +38,8 @@ from worklens.server.store.schema import devices, live_events
 
 log = logging.getLogger(__name__)
 
-BusKind = Literal["local", "db"]
+BusKind = Literal["local", "db", "redis"]
+REDIS_CHANNEL = "worklens:live"
 KEEP_MS = 60_000  # how long live_events rows stay
 LOOKBACK_MS = 5_000  # how far back each poll reads (commits may come late)
 
@@ -62,9 +66,20 @@ class Subscriber:
 
 
 class LiveHub:
-    def __init__(self, db: Database, bus: BusKind, poll_s: float, offline_after_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: BusKind,
+        poll_s: float,
+        offline_after_s: float,
+        redis_url: str | None = None,
+    ) -> None:
+        if bus == "redis" and not redis_url:
+            raise ValueError("the redis live bus needs redis_url (WORKLENS_REDIS_URL)")
         self.db = db
         self.bus = bus
+        self.redis_url = redis_url
+        self._redis: Any = None  # a redis.Redis client, made on first use
         self.poll_s = poll_s
         self.offline_after_ms = offline_after_s * 1000
         self._lock = threading.Lock()
@@ -83,7 +98,22 @@ class LiveHub:
         if self.bus == "db":
             with self._lock:
                 self._outbox.extend((org_id, d) for d in ids)
+        elif self.bus == "redis":
+            body = json.dumps({"p": self._me, "o": org_id, "d": ids})
+            try:
+                self._client().publish(REDIS_CHANNEL, body)
+            except Exception:  # Redis down: pages of other instances miss this change
+                log.warning("live hub: could not publish to Redis", exc_info=True)
         self.published += 1
+
+    def _client(self) -> Any:
+        if self._redis is None:
+            import redis  # only servers configured for Redis need the package
+
+            self._redis = redis.Redis.from_url(
+                self.redis_url or "", socket_timeout=2, socket_connect_timeout=2
+            )
+        return self._redis
 
     def _deliver(self, org_id: int, ids: list[int]) -> None:
         with self._lock:
@@ -114,16 +144,49 @@ class LiveHub:
     # --- the background task ------------------------------------------------------
 
     async def run(self) -> None:
-        """Poll the bus (db) and sweep for devices that fell silent, until cancelled."""
+        """Poll the bus (db) or listen to it (redis), and sweep for devices that
+        fell silent, until cancelled."""
+        state = _PollState(swept_ms=time.time() * 1000, cleaned_ms=0.0)
+        stop = threading.Event()
+        if self.bus == "redis":
+            threading.Thread(
+                target=self._listen, args=(stop,), name="live-redis", daemon=True
+            ).start()
+        try:
+            await self._loop(state)
+        finally:
+            stop.set()
+
+    async def _loop(self, state: _PollState) -> None:
         from starlette.concurrency import run_in_threadpool
 
-        state = _PollState(swept_ms=time.time() * 1000, cleaned_ms=0.0)
         while True:
             try:
                 await run_in_threadpool(self._round, state)
             except Exception:  # keep the hub alive; the next round retries
                 log.exception("live hub round failed")
             await asyncio.sleep(self.poll_s)
+
+    def _listen(self, stop: threading.Event) -> None:
+        """Deliver the changes other instances publish on Redis (a thread: the
+        client blocks); reconnects with a growing pause while Redis is away."""
+        pause = 0.5
+        while not stop.is_set():
+            try:
+                pubsub = self._client().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(REDIS_CHANNEL)
+                pause = 0.5
+                while not stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is None:
+                        continue
+                    body = json.loads(message["data"])
+                    if body.get("p") != self._me:
+                        self._deliver(int(body["o"]), [int(d) for d in body.get("d", [])])
+            except Exception:
+                log.warning("live hub: Redis subscription lost; retrying", exc_info=True)
+                stop.wait(pause)
+                pause = min(pause * 2, 10.0)
 
     def _round(self, state: _PollState) -> None:
         now = time.time() * 1000

@@ -5,13 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from worklens.server.hub import Hub
-from worklens.server.live import LiveHub
+from worklens.server.live import BusKind, LiveHub
 from worklens.server.ratelimit import RateLimiter
 from worklens.server.settings import ServerSettings
 from worklens.server.store.category_rules import Classifiers
 from worklens.server.store.db import Database
 from worklens.server.store.ingest import EventWriter
 from worklens.server.store.rollups import Rollups
+
+
+def live_bus(settings: ServerSettings) -> BusKind:
+    if settings.live_bus != "auto":
+        return settings.live_bus
+    if settings.redis_url:
+        return "redis"
+    return "db" if settings.workers > 1 else "local"
 
 
 @dataclass
@@ -37,11 +45,10 @@ class Services:
             limiter=RateLimiter(settings.rate_per_second, settings.rate_burst),
             live=LiveHub(
                 db,
-                settings.live_bus
-                if settings.live_bus != "auto"
-                else ("db" if settings.workers > 1 else "local"),
+                live_bus(settings),
                 settings.live_poll_s,
                 settings.offline_after_s,
+                settings.redis_url,
             ),
             classifiers=classifiers,
         )

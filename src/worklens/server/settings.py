@@ -43,9 +43,11 @@ class ServerSettings(BaseSettings):
     max_report_days: int = Field(default=400, ge=1, le=3660)
     # How changes reach open dashboards (server/live.py): "local" within one
     # process, "db" through the database for several processes on one
-    # database; "auto" picks "db" when `worklens server --workers N` (N > 1)
-    # started this process.
-    live_bus: Literal["auto", "local", "db"] = "auto"
+    # database, "redis" through Redis pub/sub (several server instances);
+    # "auto": "redis" when redis_url is set, else "db" when `worklens server
+    # --workers N` (N > 1) started this process, else "local".
+    live_bus: Literal["auto", "local", "db", "redis"] = "auto"
+    redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
     live_poll_s: float = Field(default=0.1, gt=0, le=5)
     # Set by `worklens server --workers N` for its processes.
     workers: int = Field(default=1, ge=1)
