@@ -322,13 +322,17 @@ def test_builds_a_batch_and_its_frame() -> None:
             ),
         ),
     ]
-    b = wire.batch([e.to_wire() for e in evs])
-    model = messages.Batch.model_validate(codec.unpack(codec.pack(b)))
-    assert packed(model.model_dump(mode="json")) == packed(b)
-    assert b["events"][0]["start"] == "2026-11-02T08:00:00.000120Z"
-    frame = wire.batch_frame(7, b)
-    parsed = messages.BatchFrame.model_validate(frame)
-    assert packed(parsed.model_dump(mode="json")) == packed(frame)
+    for settings_version in (None, 0, 12):
+        b = wire.batch([e.to_wire() for e in evs], settings_version)
+        model = messages.Batch.model_validate(codec.unpack(codec.pack(b)))
+        assert packed(model.model_dump(mode="json")) == packed(b)
+        assert model.settings_version == settings_version
+        assert b["events"][0]["start"] == "2026-11-02T08:00:00.000120Z"
+        frame = wire.batch_frame(7, b)
+        parsed = messages.BatchFrame.model_validate(frame)
+        assert packed(parsed.model_dump(mode="json")) == packed(frame)
+    with pytest.raises(ValidationError):
+        messages.Batch.model_validate(wire.batch([], -1))
 
 
 def test_values_the_model_refuses_raise_its_error() -> None:
@@ -344,10 +348,29 @@ def test_values_the_model_refuses_raise_its_error() -> None:
 # --- reading the server's frames ------------------------------------------------------
 
 
+def light_control(c: messages.AgentControl | None) -> wire.Control | None:
+    """The model's control message as the agent's tuples, field by field."""
+    if c is None:
+        return None
+    s = c.settings
+    settings = (
+        None
+        if s is None
+        else wire.AgentSettings(
+            s.version, s.idle_threshold_s, s.poll_interval_s, s.host_interval_s, s.send_interval_s
+        )
+    )
+    return wire.Control(c.rotate_token, settings)
+
+
 def light(frame: messages.AckFrame | messages.ErrorFrame) -> wire.AckFrame | wire.ErrorFrame:
     if isinstance(frame, messages.AckFrame):
         r = frame.result
-        return wire.AckFrame(frame.seq, wire.IngestResult(r.accepted, r.duplicates, r.updated))
+        return wire.AckFrame(
+            frame.seq,
+            wire.IngestResult(r.accepted, r.duplicates, r.updated),
+            light_control(frame.control),
+        )
     return wire.ErrorFrame(frame.seq, frame.status, frame.error, frame.detail)
 
 
@@ -375,6 +398,37 @@ results = st.one_of(
     ),
     json_values,
 )
+# Values around the bounds of each pushed setting, and anything else.
+setting_values = st.one_of(
+    st.none(),
+    st.sampled_from(sorted({v for lo, hi in wire.PUSHED_SETTINGS.values() for v in (lo, hi)})),
+    st.floats(0, 100_000),
+    st.floats(allow_nan=True),
+    st.integers(-10, 100_000),
+    st.booleans(),
+    st.sampled_from(["5", "1e3", ""]),
+)
+settings_dicts = st.one_of(
+    st.fixed_dictionaries(
+        {"version": counts},
+        optional={**dict.fromkeys(wire.PUSHED_SETTINGS, setting_values), "new": json_values},
+    ),
+    json_values,
+)
+controls = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "rotate_token": st.one_of(
+                st.none(), st.text(max_size=3), st.text(min_size=255, max_size=258), json_values
+            ),
+            "settings": st.one_of(st.none(), settings_dicts),
+            "later": json_values,
+        },
+    ),
+    json_values,
+)
 frames = st.one_of(
     st.fixed_dictionaries(
         {"t": st.sampled_from(["ack", "error", "batch", "ACK"]), "seq": counts},
@@ -384,7 +438,15 @@ frames = st.one_of(
             "error": st.one_of(st.text(), st.just("bad\ud800"), json_values),
             "detail": json_values,
             "extra": json_values,
+            "control": controls,
         },
+    ),
+    json_values,
+)
+replies = st.one_of(
+    st.fixed_dictionaries(
+        {"accepted": counts, "duplicates": counts},
+        optional={"updated": counts, "control": controls, "x": counts},
     ),
     json_values,
 )
@@ -397,6 +459,18 @@ def test_every_server_frame_is_read_as_the_model_reads_it(obj: Any) -> None:
     assert read_outcome(lambda: wire.server_frame(obj)) == expected
 
 
+@settings(max_examples=3000, deadline=None)
+@given(replies)
+def test_every_ingest_reply_is_read_as_the_model_reads_it(obj: Any) -> None:
+    def by_model() -> wire.Reply:
+        r = messages.IngestResponse.model_validate(obj)
+        return wire.Reply(
+            wire.IngestResult(r.accepted, r.duplicates, r.updated), light_control(r.control)
+        )
+
+    assert read_outcome(lambda: wire.ingest_reply(obj)) == read_outcome(by_model)
+
+
 @settings(max_examples=1000, deadline=None)
 @given(results)
 def test_every_ingest_result_is_read_as_the_model_reads_it(obj: Any) -> None:
@@ -407,6 +481,24 @@ def test_every_ingest_result_is_read_as_the_model_reads_it(obj: Any) -> None:
     assert read_outcome(lambda: wire.ingest_result(obj)) == read_outcome(by_model)
 
 
+def pushed(name: str) -> st.SearchStrategy[float | None]:
+    low, high = wire.PUSHED_SETTINGS[name]
+    return st.none() | st.floats(low, high) | st.sampled_from([low, high])
+
+
+agent_controls = st.one_of(
+    st.none(),
+    st.builds(
+        messages.AgentControl,
+        rotate_token=st.none() | st.text(min_size=1, max_size=wire.MAX_TOKEN),
+        settings=st.none()
+        | st.builds(
+            messages.AgentSettings,
+            version=st.integers(0, 2**63),
+            **{name: pushed(name) for name in wire.PUSHED_SETTINGS},
+        ),
+    ),
+)
 server_frames = st.one_of(
     st.builds(
         messages.AckFrame,
@@ -417,6 +509,7 @@ server_frames = st.one_of(
             duplicates=st.integers(0, 5000),
             updated=st.integers(0, 5000),
         ),
+        control=agent_controls,
     ),
     st.builds(
         messages.ErrorFrame,
@@ -444,6 +537,18 @@ def test_what_the_server_sends_takes_the_fast_path(
         if isinstance(frame, messages.AckFrame):
             with mock.patch.object(messages, "IngestResult", None):
                 assert wire.ingest_result(received["result"]) == expected.result  # type: ignore[union-attr]
+            # The same result and control as an HTTP ingest answer.
+            http = {**received["result"], "control": received.get("control")}
+            with mock.patch.object(messages, "IngestResponse", None):
+                assert wire.ingest_reply(http) == wire.Reply(
+                    expected.result,  # type: ignore[union-attr]
+                    expected.control,  # type: ignore[union-attr]
+                )
+    # What the server's endpoints send: the control key only when there is one.
+    if isinstance(frame, messages.AckFrame) and frame.control is None:
+        quiet = frame.model_dump(mode="json", exclude={"control"})
+        with mock.patch.object(messages, "server_frame_adapter", None):
+            assert wire.server_frame(quiet) == light(frame)
 
 
 # --- the agent really runs without pydantic ---------------------------------------------
@@ -471,6 +576,15 @@ beat = wire.HeartbeatData("1", 2, 3)
 for data in (wire.FocusData("a", "b"), wire.AfkData("afk"), sample, beat, aw):
     wire.Event(uuid.uuid4(), now, 1.5, data).to_wire()
 wire.server_frame({"t": "ack", "seq": 1, "result": {"accepted": 1, "duplicates": 0, "updated": 0}})
+settings = {"version": 2, "idle_threshold_s": 60, "poll_interval_s": 0.5, "host_interval_s": None}
+ack = {"t": "ack", "seq": 1, "result": {"accepted": 1, "duplicates": 0, "updated": 0},
+       "control": {"rotate_token": "wld_x", "settings": settings}}
+assert wire.server_frame(ack).control.settings.poll_interval_s == 0.5
+assert wire.ingest_reply({**ack["result"], "control": ack["control"]}).control.rotate_token
+from worklens.agent import control
+pushed = control.PushedSettings(cfg)
+pushed.apply(wire.server_frame(ack).control.settings)
+assert pushed.current.idle_threshold_s == 60.0 and pushed.current.send_interval_s == 2.0
 wire.server_frame({"t": "error", "seq": 2, "status": 400, "error": "bad", "detail": None})
 wire.ingest_result({"accepted": 1, "duplicates": 0, "updated": 0})
 # The ActivityWatch API: a bucket and a heartbeat, through to the spool.

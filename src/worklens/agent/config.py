@@ -3,6 +3,12 @@
 Later sources win. Every bad value is reported with the setting's name, where
 it came from and what is wrong, before the agent starts doing anything.
 
+Four settings can also come from the server (``wire.PUSHED_SETTINGS``:
+``idle_threshold_s``, ``poll_interval_s``, ``host_interval_s``,
+``send_interval_s``; ``PUT /api/v1/settings/agent``). A value the server pushes
+overrides all three local sources for that setting, live (``agent/control.py``);
+a setting the server leaves unset, or sets back to null, keeps the local value.
+
 The settings are checked here without pydantic, which the agent's steady state
 does without (it would cost a tenth of its memory): the ordinary values (the
 right type, or a plain number written as text, within bounds) are accepted
@@ -24,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from worklens.protocol.wire import PUSHED_SETTINGS
 
 ENV_PREFIX = "WORKLENS_AGENT_"
 COLLECTORS = ("focus", "idle", "host")
@@ -86,13 +94,11 @@ class AgentConfig:
 
 FIELDS = tuple(f.name for f in dataclasses.fields(AgentConfig))
 
-#: Bounds of the numeric settings: name -> (lowest, highest or None).
+#: Bounds of the numeric settings: name -> (lowest, highest or None). Those the
+#: server may push (``wire.PUSHED_SETTINGS``) are defined with the protocol.
 BOUNDS: dict[str, tuple[float, float | None]] = {
-    "poll_interval_s": (0.1, 60),
-    "idle_threshold_s": (5, 86400),
-    "host_interval_s": (1, 86400),
+    **PUSHED_SETTINGS,
     "heartbeat_interval_s": (1, 3600),
-    "send_interval_s": (0.05, 3600),
     "batch_size": (1, 5000),
     "spool_max_items": (100, None),
     "max_attempts": (1, 1000),

@@ -5,6 +5,10 @@ sender, and (``aw_port``) the ActivityWatch API's server, whose events go into
 the same spool. A collector that cannot run is logged once and left out; one that
 fails while polling is logged and polled again next time. Nothing waits on
 the network except the sender, so an outage only grows the spool.
+
+The server's answers may carry a new token (saved before it is used) and the
+organization's settings for the idle threshold and the intervals, which the
+threads pick up at their next round (``agent/control.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from worklens import __version__
 from worklens.agent import enrollment
 from worklens.agent.collectors.base import Collector, CollectorUnavailable, FocusSample
 from worklens.agent.config import AgentConfig
+from worklens.agent.control import PushedSettings
 from worklens.agent.enrollment import Credentials, EnrollmentError
 from worklens.agent.spool import Spool, SpoolItem
 from worklens.agent.tracker import ActivityTracker
@@ -86,11 +91,13 @@ class Agent:
         self.collectors = (
             collectors if collectors is not None else default_collectors(config.collectors)
         )
+        self.settings = PushedSettings(config)
         self.tracker = ActivityTracker(config.idle_threshold_s, config.pulsetime_s)
         self._tracker_lock = threading.Lock()
         self._transport_factory = transport_factory
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._tick_wakes: list[threading.Event] = []  # one per periodic thread
         self._threads: list[threading.Thread] = []
         self.active: dict[str, Collector[Any]] = {}
         self.unavailable: dict[str, str] = {}
@@ -101,6 +108,8 @@ class Agent:
     # --- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
+        self.settings.load()
+        self._retune()
         for name, collector in self.collectors.items():
             try:
                 collector.open()
@@ -109,9 +118,11 @@ class Agent:
                 self.unavailable[name] = str(exc)
                 log.warning("collector %s unavailable: %s", name, exc)
         if "focus" in self.active or "idle" in self.active:
-            self._spawn("activity", self.config.poll_interval_s, self._activity_tick)
+            self._spawn(
+                "activity", lambda: self.settings.current.poll_interval_s, self._activity_tick
+            )
         if "host" in self.active:
-            self._spawn("host", self.config.host_interval_s, self._host_tick)
+            self._spawn("host", lambda: self.settings.current.host_interval_s, self._host_tick)
         if self.config.aw_port:
             self._start_aw_api()
         sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
@@ -154,7 +165,12 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
         self._wake.set()
+        for wake in self._tick_wakes:
+            wake.set()
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; then close events, try a last send, exit."""
@@ -174,7 +190,7 @@ class Agent:
 
     def shutdown(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self._wake_all()
         if self.aw_api is not None:  # no more events into the spool
             self.aw_api.stop()
             self.aw_api.service.store.close()
@@ -191,19 +207,30 @@ class Agent:
         log.info("agent stopped; %d event(s) stay queued for the next start", stats.depth)
         self.spool.close()
 
-    def _spawn(self, name: str, interval: float, tick: Callable[[], None]) -> None:
+    def _spawn(self, name: str, interval: Callable[[], float], tick: Callable[[], None]) -> None:
+        """A thread that calls ``tick`` every ``interval()`` seconds, read anew each
+        round; woken early when the interval may have become shorter."""
+        wake = threading.Event()
+        self._tick_wakes.append(wake)
+
         def loop() -> None:
             next_at = time.monotonic()
             while not self._stop.is_set():
+                began = next_at
                 try:
                     tick()
                 except Exception:  # a failing poll must not end the thread
                     log.exception("%s: poll failed", name)
-                next_at += interval
-                delay = next_at - time.monotonic()
-                if delay < 0:  # fell behind (suspend, slow poll): don't burst to catch up
-                    next_at, delay = time.monotonic(), 0
-                self._stop.wait(delay)
+                next_at = began + interval()
+                if next_at < time.monotonic():  # fell behind (suspend, slow poll): no burst
+                    next_at = time.monotonic()
+                while not self._stop.is_set():
+                    delay = next_at - time.monotonic()
+                    if delay <= 0:
+                        break
+                    if wake.wait(delay):  # new settings: a shorter interval applies now
+                        wake.clear()
+                        next_at = min(next_at, max(began + interval(), time.monotonic()))
 
         t = threading.Thread(target=loop, name=name, daemon=True)
         t.start()
@@ -255,6 +282,47 @@ class Agent:
             log.info("enrolled as device %d", self.creds.device_id)
         return self.creds
 
+    # --- what the server tells us ------------------------------------------------
+
+    def _retune(self) -> None:
+        """Give the tracker the settings in force and wake the periodic threads."""
+        current = self.settings.current
+        with self._tracker_lock:
+            self.tracker.idle_threshold_s = current.idle_threshold_s
+            self.tracker.pulsetime_s = current.poll_interval_s + 1.0  # as config.pulsetime_s
+        self._wake_all()
+
+    def _answered(self, transport: Transport, reply: wire.Reply) -> None:
+        control = reply.control
+        if control is None:
+            return
+        if control.settings is not None and control.settings.version != self.settings.version:
+            self.settings.apply(control.settings)
+            self._retune()
+        if control.rotate_token is not None:
+            self._rotate(transport, control.rotate_token)
+
+    def _rotate(self, transport: Transport, token: str) -> None:
+        """The server gave us a new token: saved first, then used. Until the
+        first request made with it the server accepts the old one too, so a
+        crash anywhere in between leaves a working token on disk."""
+        creds = self.creds
+        if creds is None or token == creds.token:
+            return
+        new = Credentials(creds.server, creds.device_id, token)
+        try:
+            enrollment.save_token(self.config.token_path, new)
+        except OSError as exc:  # the old token still works; the next answer brings it again
+            log.error("cannot save the new token to %s: %s", self.config.token_path, exc)
+            return
+        self.creds = new
+        transport.set_token(token)
+        log.info(
+            "token rotated by the server: saved to %s, in use from now on", self.config.token_path
+        )
+
+    # --- sending ---------------------------------------------------------------
+
     def _send_loop(self) -> None:
         transport: Transport | None = None
         retry = 0
@@ -273,11 +341,8 @@ class Agent:
                 retry = 0
                 if not sent:
                     ready = self.spool.next_ready_in()
-                    wait = (
-                        self.config.send_interval_s
-                        if ready is None
-                        else max(ready, self.config.send_interval_s)
-                    )
+                    send_interval = self.settings.current.send_interval_s
+                    wait = send_interval if ready is None else max(ready, send_interval)
                     self._wake.wait(min(wait, self.config.heartbeat_interval_s))
                     self._wake.clear()
             except (TransportError, EnrollmentError) as exc:
@@ -285,6 +350,8 @@ class Agent:
                     log.warning("server refused our token (%s): enrolling again", exc)
                     enrollment.forget_token(self.config.token_path)
                     self.creds = None
+                    self.settings.forget()  # the new enrollment's server says again
+                    self._retune()
                 if transport is not None:
                     transport.close()
                     transport = None
@@ -311,7 +378,7 @@ class Agent:
         """Send items; a batch the server rejects is split until the bad event is
         alone, so one poisoned event cannot hold back the good ones."""
         try:
-            transport.send(wire.batch([i.payload for i in items]))
+            reply = transport.send(wire.batch([i.payload for i in items], self.settings.version))
         except TransportError as exc:
             if not exc.rejected:
                 self.spool.release(items)
@@ -324,6 +391,7 @@ class Agent:
             return self._deliver(transport, items[:half]) + self._deliver(transport, items[half:])
         self.spool.ack(items)
         self.last_send_ok = utcnow()
+        self._answered(transport, reply)
         return len(items)
 
     def _send_heartbeat(self, transport: Transport) -> None:
@@ -336,7 +404,9 @@ class Agent:
                 agent_version=__version__, spool_depth=stats.depth, dropped=stats.dropped
             ),
         )
-        transport.send(wire.batch([beat.to_wire()]))
+        self._answered(
+            transport, transport.send(wire.batch([beat.to_wire()], self.settings.version))
+        )
 
     def _final_flush(self) -> None:
         """On shutdown: a few seconds to send what is queued; the rest stays spooled."""

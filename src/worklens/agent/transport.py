@@ -1,7 +1,8 @@
 """Sending batches: a WebSocket with acknowledged sequence numbers, or HTTP.
 
-Both transports take a batch as the wire dict and return the server's
-IngestResult, or raise a TransportError that says whether retrying can help.
+Both transports take a batch as the wire dict and return the server's answer
+(``wire.Reply``: the IngestResult and what the server tells the agent), or
+raise a TransportError that says whether retrying can help.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from worklens.protocol import codec, wire
-from worklens.protocol.wire import AckFrame, IngestResult
+from worklens.protocol.wire import AckFrame, Reply
 
 
 class TransportError(Exception):
@@ -42,7 +43,11 @@ class Transport(ABC):
     name: str
 
     @abstractmethod
-    def send(self, batch: dict[str, Any]) -> IngestResult: ...
+    def send(self, batch: dict[str, Any]) -> Reply: ...
+
+    @abstractmethod
+    def set_token(self, token: str) -> None:
+        """Use this token from the next request on (a rotated token)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -78,7 +83,13 @@ class WebSocketTransport(Transport):
                 raise TransportError(f"cannot connect to {self.url}: {exc}") from exc
         return self._conn
 
-    def send(self, batch: dict[str, Any]) -> IngestResult:
+    def set_token(self, token: str) -> None:
+        # The socket was authenticated with the old token: the next send opens
+        # a new one, and that first use of the new token retires the old.
+        self.token = token
+        self.close()
+
+    def send(self, batch: dict[str, Any]) -> Reply:
         conn = self._connect()
         seq = next(self._seq)
         try:
@@ -90,7 +101,7 @@ class WebSocketTransport(Transport):
                 if frame.seq is not None and frame.seq != seq:
                     continue  # an answer to an earlier, abandoned send
                 if isinstance(frame, AckFrame):
-                    return frame.result
+                    return Reply(frame.result, frame.control)
                 if frame.status in (401, 403):
                     self.close()
                 raise TransportError(f"server refused batch: {frame.error}", frame.status)
@@ -124,13 +135,19 @@ class HttpTransport(Transport):
             },
         )
 
-    def send(self, batch: dict[str, Any]) -> IngestResult:
+    def set_token(self, token: str) -> None:
+        self.client.headers["Authorization"] = f"Bearer {token}"
+
+    def send(self, batch: dict[str, Any]) -> Reply:
         try:
             r = self.client.post(self.url, content=codec.pack(batch))
         except self._http_error as exc:
             raise TransportError(f"cannot reach {self.url}: {exc}") from exc
         if r.status_code == 200:
-            return wire.ingest_result(r.json())
+            try:
+                return wire.ingest_reply(r.json())
+            except ValueError as exc:  # not JSON, or not an answer this agent reads
+                raise TransportError(f"unreadable answer from {self.url}: {exc}") from exc
         try:
             reason = r.json().get("error", "")
         except ValueError:
@@ -160,7 +177,13 @@ class AutoTransport(Transport):
             self._http = HttpTransport(self.server, self.token)
         return self._http
 
-    def send(self, batch: dict[str, Any]) -> IngestResult:
+    def set_token(self, token: str) -> None:
+        self.token = token
+        self.ws.set_token(token)
+        if self._http is not None:
+            self._http.set_token(token)
+
+    def send(self, batch: dict[str, Any]) -> Reply:
         try:
             result = self.ws.send(batch)
             self.last_used = self.ws.name

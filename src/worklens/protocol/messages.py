@@ -32,6 +32,8 @@ from worklens.protocol.wire import (
     MAX_AW_CLIENT,
     MAX_FUTURE_SKEW_S,
     MAX_TITLE,
+    MAX_TOKEN,
+    PUSHED_SETTINGS,
     aw_data_problem,
 )
 from worklens.protocol.wire import MAX_BATCH_EVENTS as MAX_BATCH_EVENTS
@@ -148,11 +150,17 @@ event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 class Batch(_Strict):
-    """A group of events sent together; ``batch_id`` makes a re-send harmless."""
+    """A group of events sent together; ``batch_id`` makes a re-send harmless.
+
+    ``settings_version``: the version of the organization's agent settings the
+    agent applies (0: none yet); the answer carries the settings when they are
+    newer. None (an agent that predates pushed settings): the answer never
+    carries an ``AgentControl``."""
 
     v: int = PROTOCOL_VERSION
     batch_id: UUID
     events: list[Event] = Field(max_length=MAX_BATCH_EVENTS)
+    settings_version: int | None = Field(default=None, ge=0)
 
     @field_validator("v")
     @classmethod
@@ -174,6 +182,52 @@ class IngestResult(_Strict):
     accepted: int = Field(ge=0)
     duplicates: int = Field(ge=0)
     updated: int = Field(default=0, ge=0)
+
+
+# --- what the server tells an agent with its answers ----------------------------------
+
+
+def _pushed(name: str) -> Any:
+    low, high = PUSHED_SETTINGS[name]
+    return Field(default=None, ge=low, le=high)
+
+
+class AgentSettings(BaseModel):
+    """The organization's agent settings (``PUT /api/v1/settings/agent``), sent to
+    an agent whose ``settings_version`` differs. A value overrides the agent's
+    own (config file, environment, flags) for that setting; None leaves the
+    agent's own. Keys an agent does not know are ignored, so a newer server may
+    push more settings to older agents."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: int = Field(ge=0)
+    idle_threshold_s: float | None = _pushed("idle_threshold_s")
+    poll_interval_s: float | None = _pushed("poll_interval_s")
+    host_interval_s: float | None = _pushed("host_interval_s")
+    send_interval_s: float | None = _pushed("send_interval_s")
+
+
+class AgentControl(BaseModel):
+    """Sent along with an answer to an agent (AckFrame, HTTP ingest and heartbeat
+    answers), left out when there is nothing to say.
+
+    ``rotate_token``: the device's next token. The agent saves it (atomically)
+    before it uses it; the server accepts the old token until the first request
+    made with the new one, and sends the same new token with every answer until
+    then. ``settings``: the organization's agent settings, when the agent reported
+    another version."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    rotate_token: str | None = Field(default=None, min_length=1, max_length=MAX_TOKEN)
+    settings: AgentSettings | None = None
+
+
+class IngestResponse(IngestResult):
+    """The HTTP ingest answer: the result, and what the server tells the agent."""
+
+    control: AgentControl | None = None
 
 
 # --- enrollment and liveness --------------------------------------------------
@@ -216,11 +270,13 @@ class HeartbeatRequest(_Strict):
     agent_version: str = Field(default="", max_length=64)
     spool_depth: int = Field(default=0, ge=0)
     dropped: int = Field(default=0, ge=0)
+    settings_version: int | None = Field(default=None, ge=0)  # as in Batch
 
 
 class HeartbeatResponse(_Strict):
     device_id: int
     server_time: datetime
+    control: AgentControl | None = None
 
 
 class ErrorBody(_Strict):
@@ -246,6 +302,7 @@ class AckFrame(_Strict):
     t: Literal["ack"] = "ack"
     seq: int = Field(ge=0)
     result: IngestResult
+    control: AgentControl | None = None  # left out of the frame when None
 
 
 class ErrorFrame(_Strict):

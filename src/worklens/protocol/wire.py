@@ -36,6 +36,16 @@ MAX_FUTURE_SKEW_S = 300.0
 MAX_APP = 256
 MAX_TITLE = 2048
 MAX_AGENT_VERSION = 64
+MAX_TOKEN = 256  # a device token (a new one in AgentControl.rotate_token)
+# The agent settings the server pushes to its agents (messages.AgentSettings,
+# PUT /api/v1/settings/agent), with their bounds: name -> (lowest, highest).
+# The agent's own configuration (agent/config.py) has the same bounds.
+PUSHED_SETTINGS: dict[str, tuple[float, float]] = {
+    "idle_threshold_s": (5.0, 86400.0),
+    "poll_interval_s": (0.1, 60.0),
+    "host_interval_s": (1.0, 86400.0),
+    "send_interval_s": (0.05, 3600.0),
+}
 # ActivityWatch bucket events ("aw"): the bucket's id, type and client, and the
 # event's data, any JSON object up to this size (UTF-8 bytes of compact JSON) and
 # nesting depth (the object itself is depth 1).
@@ -167,9 +177,15 @@ def event(id: uuid.UUID, start: datetime, duration: float, data: Payload) -> dic
     return _event_via_model(kind, id, start, duration, data)
 
 
-def batch(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """A Batch of events already in wire form, with a fresh batch id."""
-    return {"v": PROTOCOL_VERSION, "batch_id": str(uuid.uuid4()), "events": events}
+def batch(events: list[dict[str, Any]], settings_version: int | None = None) -> dict[str, Any]:
+    """A Batch of events already in wire form, with a fresh batch id and the
+    version of the server's settings the agent applies (0: none yet)."""
+    return {
+        "v": PROTOCOL_VERSION,
+        "batch_id": str(uuid.uuid4()),
+        "events": events,
+        "settings_version": settings_version,
+    }
 
 
 def batch_frame(seq: int, batch: dict[str, Any]) -> dict[str, Any]:
@@ -186,9 +202,36 @@ class IngestResult(NamedTuple):
     updated: int = 0
 
 
+class AgentSettings(NamedTuple):
+    """The organization's agent settings (``messages.AgentSettings``); None: the
+    agent keeps its own value (config file, environment, flags)."""
+
+    version: int
+    idle_threshold_s: float | None = None
+    poll_interval_s: float | None = None
+    host_interval_s: float | None = None
+    send_interval_s: float | None = None
+
+
+class Control(NamedTuple):
+    """What the server tells the agent with an answer (``messages.AgentControl``)."""
+
+    rotate_token: str | None = None
+    settings: AgentSettings | None = None
+
+
 class AckFrame(NamedTuple):
     seq: int
     result: IngestResult
+    control: Control | None = None
+
+
+class Reply(NamedTuple):
+    """The server's answer to a batch, by either transport: its result, and
+    what the server tells the agent (None: nothing)."""
+
+    result: IngestResult
+    control: Control | None = None
 
 
 class ErrorFrame(NamedTuple):
@@ -199,8 +242,10 @@ class ErrorFrame(NamedTuple):
 
 
 _ACK_KEYS = frozenset(("t", "seq", "result"))
+_ACK_CONTROL_KEYS = _ACK_KEYS | {"control"}
 _ERROR_KEYS = frozenset(("t", "seq", "status", "error", "detail"))
 _RESULT_KEYS = frozenset(("accepted", "duplicates", "updated"))
+_REPLY_KEYS = _RESULT_KEYS | {"control"}
 
 
 def ingest_result(obj: Any) -> IngestResult:
@@ -214,14 +259,28 @@ def ingest_result(obj: Any) -> IngestResult:
     return IngestResult(m.accepted, m.duplicates, m.updated)
 
 
+def ingest_reply(obj: Any) -> Reply:
+    """The HTTP ingest answer (``messages.IngestResponse``); ValidationError if it is not one."""
+    if type(obj) is dict and obj.keys() <= _REPLY_KEYS:
+        result = _ingest_result({k: v for k, v in obj.items() if k != "control"})
+        control = _control(obj.get("control"))
+        if result is not None and not isinstance(control, _Invalid):
+            return Reply(result, control)
+    from worklens.protocol.messages import IngestResponse as Model
+
+    m = Model.model_validate(obj)
+    return Reply(IngestResult(m.accepted, m.duplicates, m.updated), _light_control(m.control))
+
+
 def server_frame(obj: Any) -> AckFrame | ErrorFrame:
     """An AckFrame or ErrorFrame (``messages.ServerFrame``); ValidationError otherwise."""
     if type(obj) is dict:
         t = obj.get("t")
-        if t == "ack" and obj.keys() == _ACK_KEYS:
+        if t == "ack" and (obj.keys() == _ACK_KEYS or obj.keys() == _ACK_CONTROL_KEYS):
             seq, result = obj["seq"], _ingest_result(obj["result"])
-            if _count(seq) and result is not None:
-                return AckFrame(seq, result)
+            control = _control(obj.get("control"))
+            if _count(seq) and result is not None and not isinstance(control, _Invalid):
+                return AckFrame(seq, result, control)
         elif t == "error" and obj.keys() <= _ERROR_KEYS and "status" in obj and "error" in obj:
             seq, status, error = obj.get("seq"), obj["status"], obj["error"]
             if (seq is None or type(seq) is int) and type(status) is int and _text(error, None):
@@ -231,8 +290,27 @@ def server_frame(obj: Any) -> AckFrame | ErrorFrame:
     frame = messages.server_frame_adapter.validate_python(obj)
     if isinstance(frame, messages.AckFrame):
         r = frame.result
-        return AckFrame(frame.seq, IngestResult(r.accepted, r.duplicates, r.updated))
+        return AckFrame(
+            frame.seq,
+            IngestResult(r.accepted, r.duplicates, r.updated),
+            _light_control(frame.control),
+        )
     return ErrorFrame(frame.seq, frame.status, frame.error, frame.detail)
+
+
+def _light_control(m: Any) -> Control | None:
+    """A ``messages.AgentControl`` (or None) as the agent's tuple."""
+    if m is None:
+        return None
+    s = m.settings
+    settings = (
+        None
+        if s is None
+        else AgentSettings(
+            s.version, s.idle_threshold_s, s.poll_interval_s, s.host_interval_s, s.send_interval_s
+        )
+    )
+    return Control(m.rotate_token, settings)
 
 
 # --- fast-path checks ------------------------------------------------------------------
@@ -392,6 +470,38 @@ def _event_via_model(
         mode="json"
     )
     return dumped
+
+
+class _Invalid:
+    """_control's answer for what only the model can judge."""
+
+
+_INVALID = _Invalid()
+
+
+def _control(obj: Any) -> Control | _Invalid | None:
+    """An AgentControl's wire form (or None) read by the fast path; ``_INVALID``
+    when only the model can judge it. Keys the model does not know are ignored,
+    as the model ignores them (a newer server may say more)."""
+    if obj is None:
+        return None
+    if type(obj) is not dict:
+        return _INVALID
+    token, raw = obj.get("rotate_token"), obj.get("settings")
+    if token is not None and not (_text(token, MAX_TOKEN) and token):
+        return _INVALID
+    settings = None
+    if raw is not None:
+        if type(raw) is not dict or not _count(raw.get("version")):
+            return _INVALID
+        values: list[float | None] = []
+        for name, (low, high) in PUSHED_SETTINGS.items():
+            v = raw.get(name)
+            if v is not None and not (_number(v) and low <= v <= high):
+                return _INVALID
+            values.append(None if v is None else float(v))
+        settings = AgentSettings(raw["version"], *values)
+    return Control(token, settings)
 
 
 def _ingest_result(obj: Any) -> IngestResult | None:

@@ -61,6 +61,10 @@ def check_device(services: Services, token: str) -> DeviceAuth:
     """Authenticate and rate-limit a device token (sync: call from a thread)."""
     with services.db.read() as conn:
         device = devices_store.authenticate(conn, token)
+    if device is not None and device.new_token:
+        # The first request with a rotated token: from now on only it works.
+        with services.db.write() as conn:
+            device = device if devices_store.finish_rotation(conn, device.id, token) else None
     if device is None:
         raise ApiError(
             401, "invalid or revoked device token", headers={"WWW-Authenticate": "Bearer"}

@@ -33,7 +33,9 @@ POLICY_VIOLATION = 1008
 
 
 async def _send(ws: WebSocket, frame: AckFrame | ErrorFrame, binary: bool) -> None:
-    obj = frame.model_dump(mode="json")
+    # An ack with nothing to tell the agent has no control key (older agents).
+    quiet = isinstance(frame, AckFrame) and frame.control is None
+    obj = frame.model_dump(mode="json", exclude={"control"} if quiet else None)
     if binary:
         await ws.send_bytes(codec.pack(obj))
     else:
@@ -90,8 +92,10 @@ async def agent_socket(ws: WebSocket) -> None:
                     raise ApiError(400, "batch frame needs a non-negative integer seq")
                 # Re-checked per batch: a revoked or blocked device stops at once.
                 device = await run_in_threadpool(check_device, services, token)
-                result = await run_in_threadpool(accept_batch, services, device, obj.get("batch"))
-                await _send(ws, AckFrame(seq=seq, result=result), binary)
+                result, control = await run_in_threadpool(
+                    accept_batch, services, device, obj.get("batch"), token
+                )
+                await _send(ws, AckFrame(seq=seq, result=result, control=control), binary)
             except (codec.DecodeError, ValidationError) as exc:
                 err = error_for(exc)
                 await _send(

@@ -11,13 +11,16 @@ from starlette.concurrency import run_in_threadpool
 
 from worklens.protocol.codec import DecodeError, decode_body
 from worklens.protocol.messages import (
+    AgentControl,
     Batch,
     HeartbeatRequest,
     HeartbeatResponse,
+    IngestResponse,
     IngestResult,
     future_events,
 )
-from worklens.server.deps import DeviceDep, ServicesDep, now_ms
+from worklens.server.control import control_for
+from worklens.server.deps import DeviceDep, ServicesDep, bearer, now_ms
 from worklens.server.errors import ApiError, error_for
 from worklens.server.services import Services
 from worklens.server.store import devices as devices_store
@@ -48,8 +51,11 @@ def decode(services: Services, body: bytes, ctype: str | None, cenc: str | None)
         raise error_for(exc) from exc
 
 
-def accept_batch(services: Services, device: DeviceAuth, obj: Any) -> IngestResult:
-    """Validate a decoded batch and store it (sync: runs in a worker thread)."""
+def accept_batch(
+    services: Services, device: DeviceAuth, obj: Any, token: str | None = None
+) -> tuple[IngestResult, AgentControl | None]:
+    """Validate a decoded batch and store it (sync: runs in a worker thread).
+    With the ``token`` the agent called with: also what to tell it (``control``)."""
     try:
         batch = Batch.model_validate(obj)
     except ValidationError as exc:
@@ -66,12 +72,17 @@ def accept_batch(services: Services, device: DeviceAuth, obj: Any) -> IngestResu
         )
     result = services.writer.ingest(device, batch, now_ms())
     services.live.publish(device.org_id, [device.id])
-    return result
+    if token is None:
+        return result, None
+    return result, control_for(services, device, token, batch.settings_version)
 
 
-@router.post("/ingest", response_model=IngestResult)
-async def ingest(request: Request, services: ServicesDep, device: DeviceDep) -> IngestResult:
-    """Store a batch of events (JSON, or msgpack with optional zstd)."""
+# Fields left unset (``control`` when there is nothing to say) are left out of the
+# answer: agents that predate them read the answer as before.
+@router.post("/ingest", response_model=IngestResponse, response_model_exclude_unset=True)
+async def ingest(request: Request, services: ServicesDep, device: DeviceDep) -> IngestResponse:
+    """Store a batch of events (JSON, or msgpack with optional zstd); the answer
+    may tell the agent its new token or the organization's agent settings."""
     body = await read_body(request, services.settings.max_body_bytes)
     obj = await run_in_threadpool(
         decode,
@@ -80,16 +91,24 @@ async def ingest(request: Request, services: ServicesDep, device: DeviceDep) -> 
         request.headers.get("content-type"),
         request.headers.get("content-encoding"),
     )
-    return await run_in_threadpool(accept_batch, services, device, obj)
+    token = bearer(request.headers.get("authorization"))
+    result, control = await run_in_threadpool(accept_batch, services, device, obj, token)
+    return IngestResponse(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        updated=result.updated,
+        **({"control": control} if control is not None else {}),
+    )
 
 
-@router.post("/heartbeat", response_model=HeartbeatResponse)
+@router.post("/heartbeat", response_model=HeartbeatResponse, response_model_exclude_unset=True)
 async def heartbeat(
-    beat: HeartbeatRequest, services: ServicesDep, device: DeviceDep
+    beat: HeartbeatRequest, request: Request, services: ServicesDep, device: DeviceDep
 ) -> HeartbeatResponse:
-    """Mark the device as alive now."""
+    """Mark the device as alive now; the answer may carry control, as ingest's."""
+    token = bearer(request.headers.get("authorization"))
 
-    def write() -> None:
+    def write() -> AgentControl | None:
         with services.db.write() as conn:
             devices_store.touch(
                 conn,
@@ -100,6 +119,11 @@ async def heartbeat(
                 dropped=beat.dropped,
             )
         services.live.publish(device.org_id, [device.id])
+        return control_for(services, device, token, beat.settings_version)
 
-    await run_in_threadpool(write)
-    return HeartbeatResponse(device_id=device.id, server_time=datetime.now(UTC))
+    control = await run_in_threadpool(write)
+    return HeartbeatResponse(
+        device_id=device.id,
+        server_time=datetime.now(UTC),
+        **({"control": control} if control is not None else {}),
+    )

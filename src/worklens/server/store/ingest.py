@@ -144,6 +144,10 @@ def _canonical(payload: BaseModel | str) -> str:
 
 
 _Cached = tuple[int, int, str]  # a bucket's id, longest event (ms) and type
+# (device id, its created_ms, stream key): a deleted device's id may come back
+# for a new device (SQLite reuses the largest rowid), and another server process
+# may still cache the old device's buckets; the creation time tells them apart.
+_Key = tuple[int, int, str]
 
 
 class _Prepared(NamedTuple):
@@ -164,9 +168,10 @@ class EventWriter:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._lock = threading.Lock()
-        # (device, stream key) -> (bucket id, max_duration_ms, type); the stream key
-        # is the kind for the agent's own buckets, "aw:" + the AW id for AW buckets
-        self._buckets: dict[tuple[int, str], _Cached] = {}
+        # (device, created, stream key) -> (bucket id, max_duration_ms, type); the
+        # stream key is the kind for the agent's own buckets, "aw:" + the AW id for
+        # AW buckets
+        self._buckets: dict[_Key, _Cached] = {}
         self._data_ids: dict[object, int] = {}
 
     def forget_device(self, device_id: int) -> None:
@@ -178,7 +183,7 @@ class EventWriter:
         # Everything that needs no database is done before the transaction: with
         # SQLite every writer of every server process queues for that lock.
         prepared = self._prepare(batch)
-        new_buckets: dict[tuple[int, str], _Cached] = {}
+        new_buckets: dict[_Key, _Cached] = {}
         new_data: dict[object, int] = {}
         with self.db.write() as conn:
             seen = conn.execute(
@@ -275,7 +280,7 @@ class EventWriter:
         device: DeviceAuth,
         prepared: _Prepared,
         now_ms: int,
-        new_buckets: dict[tuple[int, str], _Cached],
+        new_buckets: dict[_Key, _Cached],
         new_data: dict[object, int],
     ) -> IngestResult:
         accepted = duplicates = updated = 0
@@ -298,7 +303,7 @@ class EventWriter:
             data_ids = self._data_ids_for(conn, stream, new_data)
             a, d, u = self._store_stream(
                 conn,
-                device.id,
+                device,
                 kind,
                 bucket_id,
                 stream,
@@ -333,11 +338,11 @@ class EventWriter:
         stream_key: str,
         stream: _Stream,
         now_ms: int,
-        new_buckets: dict[tuple[int, str], _Cached],
+        new_buckets: dict[_Key, _Cached],
     ) -> int:
         """The stream's bucket, created if new. Cached only once its type is known
         to be the stream's (a bucket never changes type)."""
-        key = (device.id, stream_key)
+        key = (device.id, device.created_ms, stream_key)
         cached = new_buckets.get(key) or self._buckets.get(key)
         if cached is not None and cached[2] == stream.type:
             return cached[0]
@@ -396,15 +401,15 @@ class EventWriter:
     def _store_stream(
         self,
         conn: Connection,
-        device_id: int,
+        device: DeviceAuth,
         kind: str,
         bucket_id: int,
         stream: _Stream,
         data_ids: dict[object, int],
         dirty: set[int],
-        new_buckets: dict[tuple[int, str], _Cached],
+        new_buckets: dict[_Key, _Cached],
     ) -> tuple[int, int, int]:
-        key = (device_id, kind)
+        key = (device.id, device.created_ms, kind)
         known = new_buckets.get(key) or self._buckets.get(key) or (bucket_id, 0, stream.type)
         written = write_rows(
             self.db,

@@ -374,3 +374,33 @@ live_events = Table(
     Column("at_ms", BigInteger, nullable=False, index=True),
     Column("body", Text, nullable=False),  # JSON
 )
+
+
+# --- device token rotation, agent settings ---------------------------------------
+
+# A token rotation an admin asked for (POST /api/v1/devices/{id}/rotate), until
+# the device first uses its new token (store/devices.py). The new token is
+# HMAC-SHA256(old token, nonce): the server derives it again from the old token
+# each time the device calls with it, so it stores neither token, and the nonce
+# alone gives nothing. pending_hash (SHA-256 of the new token) is set when the
+# new token is first sent; a request with it makes it the device's token.
+device_token_rotations = Table(
+    "device_token_rotations",
+    metadata,
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("nonce", String(64), nullable=False),
+    Column("pending_hash", String(64), unique=True),
+    Column("requested_ms", BigInteger, nullable=False),
+)
+
+# The agent settings an organization pushes to its agents (JSON object of
+# wire.PUSHED_SETTINGS names; a missing name = the agent's own value); version
+# goes up with every change, agents report the one they apply. No row = none.
+agent_settings = Table(
+    "agent_settings",
+    metadata,
+    Column("org_id", ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
