@@ -9,9 +9,12 @@ another, and it turns offline when the agent stops.
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import LiveServer
@@ -97,3 +100,50 @@ def test_fleet_page_follows_a_real_agent_live(
         other.close()
     assert errors == []
     assert page.url == f"{live_server.url}/"  # never reloaded or navigated away
+
+
+def host_event(at: float, cpu: float) -> dict[str, object]:
+    return {
+        "id": str(uuid.uuid4()),
+        "kind": "host",
+        "start": datetime.fromtimestamp(at, UTC).isoformat(),
+        "duration": 0.0,
+        "data": {"cpu_percent": cpu, "mem_percent": 40.0, "disk_percent": 50.0, "load1": 0.5},
+    }
+
+
+@pytest.mark.real
+def test_device_charts_take_new_host_samples_live(
+    live_server: LiveServer, browser_context: BrowserContext, tmp_path: Path
+) -> None:
+    login = add_admin(tmp_path)
+    r = httpx.post(
+        f"{live_server.url}/api/v1/enroll",
+        json={"enroll_secret": live_server.enroll_secret, "hardware_uuid": "h", "hostname": "srv"},
+    )
+    device, token = r.json()["device_id"], r.json()["token"]
+
+    def send(*events: dict[str, object]) -> None:
+        body = {"batch_id": str(uuid.uuid4()), "events": list(events)}
+        r = httpx.post(
+            f"{live_server.url}/api/v1/ingest",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 200, r.text
+
+    now = time.time()
+    send(*(host_event(now - s, 10.0) for s in (180, 120, 60)))
+    page = browser_context.new_page()
+    log_in(page, live_server.url, login)
+    page.goto(f"{live_server.url}/devices/{device}")
+    charts = page.locator("[data-host-charts][data-loaded=true]")
+    charts.wait_for(state="attached")
+    assert charts.get_attribute("data-points") == "3"
+    time.sleep(0.5)  # the page's socket is open
+    send(host_event(time.time(), 97.0))
+    page.wait_for_function(
+        "() => document.querySelector('[data-host-charts]').getAttribute('data-points') === '4'"
+    )
+    assert page.locator(f"#device-health-{device}").get_attribute("data-sample") is not None
+    assert "97" in (page.locator(f"#device-health-{device}").get_attribute("data-sample") or "")

@@ -90,7 +90,7 @@ def test_what_an_agent_sends_is_pushed_to_the_open_page_escaped(server: Server) 
 def test_a_new_device_appears_on_an_open_fleet_page(server: Server) -> None:
     admin = browser(server, "ada@acme.test", "admin")
     page_html = admin.client.get("/").text
-    assert 'id="fleet-empty"' in page_html and 'ws-connect="/live/ws"' in page_html
+    assert 'id="fleet-empty"' in page_html and 'ws-connect="/live/ws?parts=row"' in page_html
     with live_page(admin) as page:
         device, _ = server.enroll(hostname="brand-new-pc")
         rows = page.next("brand-new-pc")
@@ -210,3 +210,13 @@ def test_blocking_a_device_shows_on_open_pages(server: Server) -> None:
         r = admin.send("POST", f"/api/v1/devices/{device}/block")
         assert r.status_code == 204, r.text
         page.next(f'<tr id="device-row-{device}" hx-swap-oob="true" data-status="blocked">')
+
+
+def test_a_deleted_device_leaves_open_pages(server: Server) -> None:
+    admin = browser(server, "ada@acme.test", "admin")
+    device, _ = server.enroll(hostname="pc-gone")
+    with live_page(admin) as page:
+        r = admin.send("DELETE", f"/api/v1/devices/{device}", json={"confirm": "pc-gone"})
+        assert r.status_code in (200, 204), r.text
+        text = page.next(f'<tr id="device-row-{device}" hx-swap-oob="delete">')
+    assert "pc-gone" not in text

@@ -135,3 +135,10 @@ def test_ranges_longer_than_the_configured_maximum_are_refused(server: Server) -
             assert r.status_code == 400 and "maximum of 30 days" in r.json()["error"], view
     finally:
         settings.max_report_days = default
+
+
+def test_timeline_of_a_device_without_events_is_empty(server: Server) -> None:
+    device, _ = server.enroll(hostname="new-pc")
+    r = get(server, "timeline", device=device, start=T0, end=T0 + DAY)
+    assert r.status_code == 200, r.text
+    assert (r.json()["focus"], r.json()["afk"], r.json()["active"]) == ([], [], [])

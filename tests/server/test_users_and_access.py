@@ -462,6 +462,9 @@ CHANGES: list[tuple[str, str, dict[str, Any]]] = [
     ("PUT", "/api/v1/devices/{device}/person", {"json": {"person_id": None}}),
     ("POST", "/api/v1/devices/{device}/block", {}),
     ("POST", "/api/v1/devices/{device}/revoke", {}),
+    ("POST", "/api/v1/devices/{device}/rotate", {}),
+    ("DELETE", "/api/v1/devices/{device}", {"json": {"confirm": "ada-pc-zq"}}),
+    ("PUT", "/api/v1/settings/agent", {"json": {"idle_threshold_s": 60}}),
     ("PUT", "/api/v1/categories", {"json": {"categories": []}}),
     ("PUT", "/api/v1/teams/{team}/categories", {"json": {"add": []}}),
     ("PATCH", "/api/v1/org", {"json": {"timezone": "Europe/Berlin"}}),
@@ -744,6 +747,7 @@ def _org_a(server: Server) -> Target:
         path={
             "device_id": str(w.ada_pc),
             "team_id": str(w.red),
+            "person_id": str(w.ada),
             "user_id": str(boss),
             "bucket_id": "worklens-focus_ada-pc-zq",
             "action": "block",
@@ -759,6 +763,8 @@ def _org_a(server: Server) -> Target:
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/devices/{device_id}/{action}"): {},
+    ("POST", "/api/v1/devices/{device_id}/rotate"): {},
+    ("DELETE", "/api/v1/devices/{device_id}"): {"json": {"confirm": "ada-pc-zq"}},
     ("PUT", "/api/v1/devices/{device_id}/person"): {"json": {"person_id": None}},
     ("PUT", "/api/v1/teams/{team_id}/categories"): {"json": {"add": []}},
     ("PATCH", "/api/v1/users/{user_id}"): {"json": {"disabled": True}},
@@ -782,6 +788,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("PUT", "/api/v1/categories"): {"json": {"categories": []}},
     ("PATCH", "/api/v1/org"): {"json": {"timezone": "Asia/Tokyo"}},
+    ("PUT", "/api/v1/settings/agent"): {"json": {"idle_threshold_s": 60}},
 }
 
 
@@ -866,6 +873,8 @@ def test_one_organization_never_sees_or_changes_another_through_any_route(
                         assert anon.status_code == 401, (method, path)
                 elif route.path in (
                     "/api/v1/devices/{device_id}/{action}",
+                    "/api/v1/devices/{device_id}/rotate",
+                    "/api/v1/devices/{device_id}",
                     "/api/v1/devices/{device_id}/person",
                     "/api/v1/teams/{team_id}/categories",
                     "/api/v1/users/{user_id}",
@@ -887,6 +896,10 @@ def test_one_organization_never_sees_or_changes_another_through_any_route(
         "POST /api/0/query/",
         "GET /",
         "GET /audit",
+        "GET /people/{person_id}",
+        "GET /devices/{device_id}",
+        "GET /teams/{team_id}/report",
+        "GET /api/v1/devices/{device_id}/host",
     ):
         assert expected in checked, expected
     # The same requests do show A's data to A: the markers are real.

@@ -15,12 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from worklens import __version__
 from worklens.server import errors
 from worklens.server.api import (
+    agent_settings,
     agent_ws,
     aw,
     categories,
     devices,
     enroll,
     health,
+    host,
     ingest,
     org,
     people,
@@ -30,7 +32,15 @@ from worklens.server.api import (
 from worklens.server.services import Services
 from worklens.server.settings import ServerSettings
 from worklens.server.store import compaction, migrate
-from worklens.server.web import live_ws, pages, staticfiles
+from worklens.server.web import (
+    device_page,
+    live_ws,
+    pages,
+    person_page,
+    settings_page,
+    staticfiles,
+    team_page,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +139,17 @@ def create_app(settings: ServerSettings | None = None, *, migrate_db: bool = Tru
         reports,
         devices,
         org,
+        agent_settings,
         people,
         categories,
         users,
         aw,
         pages,
+        person_page,
+        device_page,
+        team_page,
+        settings_page,
+        host,
         live_ws,
     ):
         app.include_router(module.router)

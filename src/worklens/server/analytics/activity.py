@@ -20,6 +20,7 @@ from worklens.server.store.rollups import (
     PERSON,
     Kind,
     Rollups,
+    Streams,
     active_of,
     app_of,
 )
@@ -148,7 +149,7 @@ def timeline(
         raise LookupError(f"no device {device_id} in this organization")
     with db.read() as conn:
         streams, data = rollup.streams(conn, buckets_of(conn, ids), start_ms, end_ms)
-    st = streams[device_id]
+    st = streams.get(device_id) or Streams([], [], [])  # a device with no events yet
 
     def as_spans(items: list[tuple[int, int, int]]) -> list[Span]:
         return [

@@ -5,6 +5,7 @@ the same partial templates when a device changes."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -64,7 +65,16 @@ def _view(
         "last_seen": when(r["last_seen_ms"]),
         "since": when(r["afk_since_ms"] if idle else r["current_since_ms"]),
         "badges": badges,
+        "sample": _sample(health),
     }
+
+
+def _sample(health: dict[str, Any] | None) -> str:
+    """The newest host sample as chart JSON (seconds and metrics), or ""."""
+    if not health:
+        return ""
+    values = {k: v for k, v in health.items() if k not in ("device_id", "ts_ms")}
+    return json.dumps({"t": health["ts_ms"] / 1000, **values})
 
 
 def _owners(conn: Connection, ids: list[int]) -> dict[int, tuple[int, str]]:

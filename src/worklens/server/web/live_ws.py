@@ -30,8 +30,14 @@ def same_origin(origin: str | None, host: str | None) -> bool:
     return bool(origin and host) and urlsplit(origin or "").netloc == host
 
 
+PARTS = ("row", "now", "health")
+
+
 def fragments(
-    views: list[dict[str, Any]], new_device: bool, all_views: list[dict[str, Any]]
+    views: list[dict[str, Any]],
+    new_device: bool,
+    all_views: list[dict[str, Any]],
+    parts: frozenset[str] = frozenset(PARTS),
 ) -> list[str]:
     """The out-of-band swaps for changed devices, as messages: their fleet rows,
     their "now" badges (wherever a page shows them), and the whole fleet table
@@ -42,13 +48,19 @@ def fragments(
     after a ``<div>`` (or the other way round) would be dropped."""
     get = templates.env.get_template
     out = []
-    if new_device:
-        out.append(get("partials/fleet_rows.html").render(devices=all_views, oob=True))
-    rows = "".join(get("partials/device_row.html").render(d=d, oob=True) for d in views)
-    if rows and not new_device:
-        out.append(rows)
-    others = "".join(get("partials/device_now.html").render(d=d, oob=True) for d in views)
-    if new_device:
+    if "row" in parts:
+        if new_device:
+            out.append(get("partials/fleet_rows.html").render(devices=all_views, oob=True))
+        rows = "".join(get("partials/device_row.html").render(d=d, oob=True) for d in views)
+        if rows and not new_device:
+            out.append(rows)
+    others = ""
+    if "now" in parts:
+        others += "".join(get("partials/device_now.html").render(d=d, oob=True) for d in views)
+    if "health" in parts:
+        health = get("partials/device_health.html")
+        others += "".join(health.render(d=d, oob=True) for d in views if d["sample"])
+    if new_device and "row" in parts:
         others = '<div id="fleet-empty" hx-swap-oob="true" hidden></div>' + others
     if others:
         out.append(others)
@@ -67,6 +79,10 @@ async def live_socket(ws: WebSocket) -> None:
         await ws.close(code=POLICY_VIOLATION, reason="log in first")
         return
     access = session.user.access(ws.client.host if ws.client else "")
+    # What the page shows (fleet rows, "now" badges, host charts): only those
+    # fragments are sent, so that htmx finds a target for each.
+    asked = ws.query_params.get("parts", "row,now")
+    parts = frozenset(p for p in asked.split(",") if p in PARTS) or frozenset(("row", "now"))
     await ws.accept()
     hub = services.live
     sub = hub.subscribe(access.org_id)
@@ -85,7 +101,9 @@ async def live_socket(ws: WebSocket) -> None:
                     await ws.close(code=POLICY_VIOLATION, reason="session ended")
                     return
                 checked = time.monotonic()
-            messages = await run_in_threadpool(_render, services, access, changed.result(), known)
+            messages = await run_in_threadpool(
+                _render, services, access, changed.result(), known, parts
+            )
             for text in messages:
                 await ws.send_text(text)
     finally:
@@ -95,12 +113,26 @@ async def live_socket(ws: WebSocket) -> None:
             await closed
 
 
-def _render(services: Services, access: Access, changed: set[int], known: set[int]) -> list[str]:
+def _render(
+    services: Services,
+    access: Access,
+    changed: set[int],
+    known: set[int],
+    parts: frozenset[str],
+) -> list[str]:
     views = fleet.device_views(services, access, sorted(changed))
     new = {d["id"] for d in views} - known
-    all_views = fleet.device_views(services, access) if new else []
+    all_views = fleet.device_views(services, access) if new and "row" in parts else []
     known |= new
-    return fragments(views, bool(new), all_views)
+    out = fragments(views, bool(new), all_views, parts)
+    # Deleted, or no longer visible to this user: off the page.
+    gone = sorted((changed & known) - {d["id"] for d in views})
+    known -= set(gone)
+    if gone and "row" in parts:
+        out.append("".join(f'<tr id="device-row-{i}" hx-swap-oob="delete"></tr>' for i in gone))
+    if gone and "now" in parts:
+        out.append("".join(f'<span id="device-now-{i}" hx-swap-oob="delete"></span>' for i in gone))
+    return out
 
 
 async def _until_closed(ws: WebSocket) -> None:
