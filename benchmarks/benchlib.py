@@ -196,7 +196,8 @@ MULTI_LAUNCHER = """
 import os, sys, uvicorn
 url, port, rollup_s, workers = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 os.environ.update(WORKLENS_DATABASE_URL=url, WORKLENS_RATE_PER_SECOND="1e9",
-                  WORKLENS_RATE_BURST=str(10**9), WORKLENS_ROLLUP_INTERVAL_S=rollup_s)
+                  WORKLENS_RATE_BURST=str(10**9), WORKLENS_ROLLUP_INTERVAL_S=rollup_s,
+                  WORKLENS_WORKERS=str(workers))
 uvicorn.run("worklens.server.app:create_worker_app", factory=True, host="127.0.0.1",
             port=port, workers=workers, log_level="warning")
 """
