@@ -251,7 +251,9 @@ class Rollups:
         refs = subject_buckets(conn, kind, subject_id)
         tz_name = subject_timezone(conn, kind, subject_id)
         tz = zone(tz_name)
-        out = _Computed(tz_name, sorted(refs), {}, [], {})
+        out = _Computed(
+            tz_name, sorted(refs), {}, [], {}, self.rules_of(conn, kind, subject_id)
+        )
         for run_start, run_end in _runs(hours):
             active, data = self.merged(conn, refs, run_start * 1000, run_end * 1000)
             for (period_ms, data_id), ms in split_by_period(active, HOUR_S * 1000).items():
@@ -306,7 +308,7 @@ class Rollups:
             # under us (such changes re-mark the hours; the next refresh redoes them).
             return 0
         valid = set(hours)
-        classifier = self.rules_of(conn, kind, subject_id)
+        classifier = computed.classifier
         version = rules_version(classifier)
         rows = []
         for (h, dim), sums in computed.hours.items():
@@ -772,6 +774,10 @@ class _Computed(NamedTuple):
     hours: dict[tuple[int, int], dict[Any, int]]  # (hour_s, dim) -> key -> ms
     days: list[tuple[int, int]]  # local days touched, [start_ms, end_ms)
     edges: dict[tuple[int, int], dict[Any, int]]  # (day_s, dim) -> key -> ms
+    # The subject's category rules when computed: looked up here, in the read
+    # transaction, not under the write lock; rows are stamped with its version,
+    # so a rule change meanwhile only makes them out of date, never wrong.
+    classifier: Classifier
 
 
 def _add_keys(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,12 +48,6 @@ LOGIN_CSRF_COOKIE = "wl_login_csrf"
 # Pages must not be framed by other sites (clickjacking) nor leak URLs.
 PAGE_HEADERS = {"X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
 LOGIN_FAILED = "Wrong login or password."
-
-
-def _when(ms: int | None) -> str:
-    if not ms:
-        return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _secure(request: Request, services: Services) -> bool:
@@ -121,7 +114,7 @@ async def audit_page(
 
     entries = await run_in_threadpool(read)
     for e in entries:
-        e["when"] = _when(e["at_ms"])
+        e["when"] = fleet.when(e["at_ms"])
     more = entries[-1]["id"] if len(entries) == 100 else None
     return _render(
         request, "audit.html", {**_chrome(request, access), "entries": entries, "more": more}
