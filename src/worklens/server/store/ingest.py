@@ -109,14 +109,15 @@ class _Stream:
     def reported(self) -> bool:
         return self.type in REPORTED_TYPES
 
-    def add(self, e: FocusEvent | AfkEvent) -> None:
+    def add(self, e: FocusEvent | AfkEvent) -> int:
+        """Add the event; returns its start (ms), which the caller needs too."""
         # A plain tuple: hashing and comparing it is several times cheaper than
         # a pydantic model's __hash__/__eq__, and this runs per event.
         key = (type(e.data), *e.data.__dict__.values())
         self.payloads.setdefault(key, e.data)
-        self._row(e, key)
+        return self._row(e, key)
 
-    def add_aw(self, e: AwEvent) -> None:
+    def add_aw(self, e: AwEvent) -> int:
         data = e.data
         if self.type == AFK_TYPE and data.get("status") == _AW_ACTIVE:
             data = {**data, "status": _WL_ACTIVE}
@@ -126,17 +127,19 @@ class _Stream:
         key = data_hash(text)
         self.payloads.setdefault(key, text)
         self.unknown.setdefault(key, (key, text))
-        self._row(e, key)
+        return self._row(e, key)
 
-    def _row(self, e: FocusEvent | AfkEvent | AwEvent, key: object) -> None:
+    def _row(self, e: FocusEvent | AfkEvent | AwEvent, key: object) -> int:
         self.count += 1
-        uid = e.id.bytes
+        start = round(e.start.timestamp() * 1000)
         dur = to_ms(e.duration)
+        uid = e.id.bytes
         prev = self.rows.get(uid)
         if prev is None:
-            self.rows[uid] = [round(e.start.timestamp() * 1000), dur, key]
+            self.rows[uid] = [start, dur, key]
         elif dur > prev[1]:
             prev[1], prev[2] = dur, key
+        return start
 
 
 def _canonical(payload: BaseModel | str) -> str:
@@ -218,39 +221,43 @@ class EventWriter:
         host_count = 0
         focus: tuple[int, str, str] | None = None
         afk: tuple[int, str] | None = None
+        # The newest focus and afk events (as (start ms, event)): what is current.
+        last_focus: tuple[int, FocusEvent] | None = None
+        last_afk: tuple[int, AfkEvent] | None = None
         for i, e in enumerate(batch.events):
-            if isinstance(e, FocusEvent | AfkEvent):
-                stream = streams.get(e.kind)
-                if stream is None:
-                    stream = streams[e.kind] = _Stream(KIND_BUCKETS[e.kind][1])
-                stream.add(e)
-                start = round(e.start.timestamp() * 1000)
-                if isinstance(e, FocusEvent):
-                    if focus is None or start >= focus[0]:
-                        focus = (start, e.data.app, e.data.title)
-                elif afk is None or start >= afk[0]:
-                    afk = (start, e.data.status)
+            if isinstance(e, FocusEvent):
+                start = self._stream(streams, e).add(e)
+                if last_focus is None or start >= last_focus[0]:
+                    last_focus = (start, e)
+            elif isinstance(e, AfkEvent):
+                start = self._stream(streams, e).add(e)
+                if last_afk is None or start >= last_afk[0]:
+                    last_afk = (start, e)
             elif isinstance(e, AwEvent):
-                # ActivityWatch's window and afk watchers say what is current too.
-                start = round(e.start.timestamp() * 1000)
-                if e.bucket_type == FOCUS_TYPE and (focus is None or start >= focus[0]):
-                    focus = (start, str(e.data.get("app", "")), str(e.data.get("title", "")))
-                elif e.bucket_type == AFK_TYPE and (afk is None or start >= afk[0]):
-                    status = e.data.get("status")
-                    afk = (start, _WL_ACTIVE if status == _AW_ACTIVE else str(status))
                 skey = "aw:" + e.bucket
                 stream = streams.get(skey)
                 if stream is None:
                     stream = streams[skey] = _Stream(e.bucket_type, (i, e))
                 elif stream.type != e.bucket_type:
                     raise _type_conflict(i, e, stream.type, "an earlier event of this batch")
-                stream.add_aw(e)
+                start = stream.add_aw(e)
+                # ActivityWatch's window and afk watchers say what is current too.
+                if e.bucket_type == FOCUS_TYPE and (focus is None or start >= focus[0]):
+                    focus = (start, str(e.data.get("app", "")), str(e.data.get("title", "")))
+                elif e.bucket_type == AFK_TYPE and (afk is None or start >= afk[0]):
+                    status = e.data.get("status")
+                    afk = (start, _WL_ACTIVE if status == _AW_ACTIVE else str(status))
             elif isinstance(e, HostEvent):
                 host_count += 1
                 ts = round(e.start.timestamp() * 1000)
                 hosts[ts] = {"ts_ms": ts, **e.data.model_dump()}
             else:
                 beats.append(e)
+        # The model's fields are read once per batch, not per event.
+        if last_focus is not None and (focus is None or last_focus[0] >= focus[0]):
+            focus = (last_focus[0], last_focus[1].data.app, last_focus[1].data.title)
+        if last_afk is not None and (afk is None or last_afk[0] >= afk[0]):
+            afk = (last_afk[0], last_afk[1].data.status)
         for stream in streams.values():
             # Payloads this process has stored before need no JSON and no hash.
             for key, payload in stream.payloads.items():
@@ -273,6 +280,13 @@ class EventWriter:
             len(beats),
             devices_store.Current(focus, afk),
         )
+
+    @staticmethod
+    def _stream(streams: dict[str, _Stream], e: FocusEvent | AfkEvent) -> _Stream:
+        stream = streams.get(e.kind)
+        if stream is None:
+            stream = streams[e.kind] = _Stream(KIND_BUCKETS[e.kind][1])
+        return stream
 
     def _write(
         self,
