@@ -54,10 +54,14 @@ def require_browser() -> None:
 
 
 @contextlib.contextmanager
-def chromium_context(user_data_dir: Path, **options: Any) -> Iterator[BrowserContext]:
+def chromium_context(
+    user_data_dir: Path, extension: Path | None = None, **options: Any
+) -> Iterator[BrowserContext]:
     """Headless Chromium with a new profile in ``user_data_dir``, as one browser context.
 
-    ``options`` go to Playwright's ``launch_persistent_context`` (viewport, locale, ...).
+    ``extension``: an unpacked extension to load (Playwright passes
+    --disable-extensions unless told not to). ``options`` go to Playwright's
+    ``launch_persistent_context`` (viewport, locale, ...).
     """
     from playwright.sync_api import sync_playwright
 
@@ -70,7 +74,13 @@ def chromium_context(user_data_dir: Path, **options: Any) -> Iterator[BrowserCon
             str(user_data_dir),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=CHROMIUM_ARGS
+            + (
+                [f"--disable-extensions-except={extension}", f"--load-extension={extension}"]
+                if extension
+                else []
+            ),
+            ignore_default_args=["--disable-extensions"] if extension else None,
             **options,
         )
         try:

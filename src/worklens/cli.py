@@ -993,5 +993,36 @@ def up(port: int, data_dir: Path | None, no_agent: bool) -> None:
                 agent_proc.kill()
 
 
+@main.group()
+def extension() -> None:
+    """The browser extension that reports the active tab (Manifest V3)."""
+
+
+@extension.command("build")
+@click.option(
+    "--browser",
+    type=click.Choice(["chromium", "firefox"]),
+    default="chromium",
+    show_default=True,
+    help="Chromium (Chrome, Edge, Brave...) or Firefox.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write the unpacked extension into (new or empty).",
+)
+def extension_build(browser: str, out_dir: Path) -> None:
+    """Write the extension, ready to load unpacked or to pack and sign."""
+    from worklens.extension import build
+
+    try:
+        build.build(browser, out_dir)
+    except FileExistsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from exc
+    click.echo(f"extension for {browser} in {out_dir}")
+
+
 if __name__ == "__main__":
     main()
